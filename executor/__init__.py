@@ -1,0 +1,1 @@
+"""Runs musubi-tuner in its own venv (filled in by the executor work)."""
