@@ -1,0 +1,60 @@
+"""``python -m executor``: run, check and plan from a terminal (run from the pack root).
+
+    python -m executor run [--timeout S] [--stall-timeout S] [--log FILE] -- ARGV...
+    python -m executor check [--json]
+    python -m executor plan SPEC.json [--run] [--runs-dir DIR]
+
+Each subcommand's work lives beside the code it exercises (``process.cli_run``,
+``probe.cli_check``, ``plan.cli_plan``); this module only parses arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m executor", allow_abbrev=False,
+                                     description="Drive musubi-tuner from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", allow_abbrev=False,
+                         help="run any command through the executor and print its events as JSON lines")
+    run.add_argument("--timeout", type=float, default=None, help="kill the whole tree after S seconds")
+    run.add_argument("--stall-timeout", type=float, default=None,
+                     help="kill the whole tree after S seconds without output")
+    run.add_argument("--log", default=None, help="tee the raw output to FILE")
+    run.add_argument("argv", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
+
+    check = sub.add_parser("check", allow_abbrev=False,
+                           help="probe the configured musubi-tuner venv and print a report")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    plan = sub.add_parser("plan", allow_abbrev=False,
+                          help="pre-flight a JSON spec and print the exact command")
+    plan.add_argument("spec", help="path of the JSON spec")
+    plan.add_argument("--run", action="store_true", help="also run the plan and print its events")
+    plan.add_argument("--runs-dir", default=None, help="where run folders are created")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        if args.argv and args.argv[0] == "--":
+            args.argv = args.argv[1:]
+        if not args.argv:
+            print("python -m executor run: give the command after --", file=sys.stderr)
+            return 2
+        from .process import cli_run
+        return cli_run(args)
+    if args.command == "check":
+        from .probe import cli_check
+        return cli_check(args)
+    from .plan import cli_plan
+    return cli_plan(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
