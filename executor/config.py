@@ -15,7 +15,6 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from .errors import ConfigError, TrainerNotFound
@@ -50,6 +49,7 @@ class Settings:
     ``sources`` lists what contributed, lowest precedence first; ``origins``
     maps each dotted key that was set (``musubi_tuner.venv_path``) to the file
     or environment variable that set it last. Timeouts of 0 mean "none".
+    ``env`` and ``origins`` are plain dicts (so ``asdict`` and copies work): treat them as read-only.
     """
 
     venv_path: str = ""
@@ -59,10 +59,10 @@ class Settings:
     progress_update_interval: float = 0.5
     command_timeout: float = 0.0
     stall_timeout: float = 0.0
-    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    env: Mapping[str, str] = field(default_factory=dict)
     output_roots: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
-    origins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    origins: Mapping[str, str] = field(default_factory=dict)
     pack_dir: str = str(PACK_DIR)
     user_config_file: str = ""
 
@@ -181,10 +181,10 @@ def load_settings(pack_dir: Optional[os.PathLike[str] | str] = None, *,
         progress_update_interval=float(merged["progress_update_interval"]),
         command_timeout=float(merged["command_timeout"]),
         stall_timeout=float(merged["stall_timeout"]),
-        env=MappingProxyType(dict(merged["env"])),
+        env=dict(merged["env"]),
         output_roots=tuple(merged["output_roots"]),
         sources=tuple(sources),
-        origins=MappingProxyType(origins),
+        origins=origins,
         pack_dir=str(pack),
         user_config_file=str(user_file),
     )
