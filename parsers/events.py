@@ -16,7 +16,8 @@ class Progress:
     """One tqdm frame. ``total``/``rate`` are None when tqdm printed ``?``.
 
     ``rate`` is always in items per second (``s/it`` frames are inverted),
-    ``elapsed``/``remaining`` are seconds.
+    ``elapsed``/``remaining`` are seconds, ``percent`` is tqdm's own rounded
+    percentage (None for bars without a total).
     """
 
     desc: str
@@ -27,6 +28,7 @@ class Progress:
     elapsed: Optional[float] = None
     remaining: Optional[float] = None
     postfix: dict[str, str] = field(default_factory=dict)
+    percent: Optional[float] = None
     type: str = field(default="progress", init=False)
 
 
