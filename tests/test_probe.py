@@ -133,7 +133,7 @@ def test_missing_pieces_are_reported_with_fixes(bare: MusubiInstall) -> None:
     assert f"fix: cd {bare.root} && {bare.python} -m pip install -e ." in text
     assert "usable: NO" in text
     ascii_text = format_report(report, bare, ascii_only=True)
-    assert ascii_text.isascii() or "✓" not in ascii_text
+    assert not {"✓", "✗", "–"} & set(ascii_text)  # for consoles whose code page lacks them
     assert "[X]  torch does not import" in ascii_text
 
 
