@@ -302,7 +302,7 @@ def _check_value(kind: str, value: Any, parent: dict[str, Any], key: str,
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return f"must be a number of seconds, not {_json_type(value)} ({value!r})"
         if value < 0:
-            return f"must not be negative (0 means no limit), got {value}"
+            return f"must not be negative, got {value}" + (" (0 means no limit)" if key.endswith("timeout") else "")
         return None
     if kind == "env":
         if not isinstance(value, dict):
