@@ -1,0 +1,139 @@
+"""pytest fixtures for tests against a real ComfyUI 0.3.75 server (see comfy_harness.py).
+
+Loaded by ``pytest_plugins = ["comfy_fixtures"]`` in conftest.py. The pinned ComfyUI is set up
+once per machine (cached), before the first test runs, so no test's timeout has to cover it.
+Outside CI a setup that cannot be done (no PyPI, say) skips the ComfyUI tests; in CI it fails.
+
+Fixtures:
+- ``comfy_install`` (session): the ComfyInstall (ComfyUI tree, venv, torchvision stub).
+- ``comfy_servers`` (session): a factory, ``comfy_servers.start(name, **ComfyServer kwargs)``,
+  for tests that need their own server (a clone instead of the symlink, a fake musubi venv in
+  ``env``); every server it started is stopped at the end of the session.
+- ``comfy_server`` (session): the shared server, this checkout symlinked as
+  ``custom_nodes/musubi-tuner-nodes``, plus the test-only ``HarnessProbe`` node
+  (tests/fixtures/comfy_probe/harness_probe.py).
+- ``comfy_client`` (function): a ComfyClient for ``comfy_server`` with a fresh client id.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from comfy_harness import (
+    PACK_FOLDER_NAME,
+    PROJECT_ROOT,
+    ComfyClient,
+    ComfyInstall,
+    ComfyServer,
+    ServerFailed,
+    SetupFailed,
+    ensure_comfyui,
+)
+
+PROBE_NODE = Path(__file__).resolve().parent / "fixtures" / "comfy_probe" / "harness_probe.py"
+COMFY_FIXTURES = ("comfy_install", "comfy_servers", "comfy_server", "comfy_client")
+_setup: dict[str, Any] = {}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Set up the pinned ComfyUI before any test runs, if a selected test needs it."""
+    if session.config.option.collectonly:
+        return
+    if not any(name in item.fixturenames for item in session.items for name in COMFY_FIXTURES
+               if hasattr(item, "fixturenames")):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(text: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[comfyui setup] {text}")
+
+    try:
+        _setup["install"] = ensure_comfyui(log=say)
+    except (SetupFailed, OSError) as exc:
+        _setup["error"] = exc
+
+
+@pytest.fixture(scope="session")
+def comfy_install() -> ComfyInstall:
+    if "install" not in _setup and "error" not in _setup:
+        # the collection hook did not run (e.g. this plugin was imported late): set up now
+        try:
+            _setup["install"] = ensure_comfyui()
+        except (SetupFailed, OSError) as exc:
+            _setup["error"] = exc
+    if "error" in _setup:
+        message = f"the pinned ComfyUI could not be set up: {_setup['error']}"
+        if _in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return _setup["install"]
+
+
+class ServerFactory:
+    """Starts named servers in scratch base directories and stops them all at the end."""
+
+    def __init__(self, install: ComfyInstall, root: Path) -> None:
+        self.install = install
+        self.root = root
+        self.servers: dict[str, ComfyServer] = {}
+
+    def start(self, name: str, **kwargs: Any) -> ComfyServer:
+        if name in self.servers:
+            raise ValueError(f"a server named {name!r} was already started in this session")
+        kwargs.setdefault("base_dir", self.root / name)
+        server = ComfyServer(self.install, **kwargs)
+        self.servers[name] = server
+        try:
+            server.start()
+        except ServerFailed as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def comfy_servers(comfy_install: ComfyInstall, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    factory = ServerFactory(comfy_install, tmp_path_factory.mktemp("comfyui"))
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_servers: ServerFactory) -> ComfyServer:
+    return comfy_servers.start("shared", pack_dir=PROJECT_ROOT, folder_name=PACK_FOLDER_NAME,
+                               extra_custom_nodes={PROBE_NODE.name: PROBE_NODE})
+
+
+@pytest.fixture
+def comfy_client(comfy_server: ComfyServer) -> ComfyClient:
+    return comfy_server.client()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, show the log tail of every server the test could have used."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or not any(name in getattr(item, "fixturenames", ()) for name in COMFY_FIXTURES):
+        return
+    factory = item.funcargs.get("comfy_servers") if hasattr(item, "funcargs") else None
+    servers = list(factory.servers.values()) if isinstance(factory, ServerFactory) else []
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, ComfyServer) and value not in servers:
+            servers.append(value)
+    for server in servers:
+        report.sections.append((f"ComfyUI log ({server.base_dir.name})", server.log_tail(60)))
