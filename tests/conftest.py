@@ -16,6 +16,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT_ROOT.parent / "shared"
 CAPTURES = SHARED / "captures"
 
+pytest_plugins = ["comfy_fixtures"]  # real-ComfyUI server fixtures (tests/comfy_fixtures.py)
+
 
 @pytest.fixture(autouse=True)
 def _no_inherited_unbuffered(monkeypatch: pytest.MonkeyPatch) -> None:
