@@ -635,7 +635,11 @@ class ComfySocket:
     """An open ``/ws?clientId=...``; iterate messages, wait for one, or collect a prompt's run."""
 
     def __init__(self, url: str, client_id: str, timeout: float = 10.0) -> None:
-        import websocket  # websocket-client, a test dependency
+        try:
+            import websocket  # websocket-client, a test dependency
+        except ImportError as exc:
+            raise ImportError("the ComfyUI websocket client needs the test dependency websocket-client "
+                              "(pip install websocket-client)") from exc
 
         self._ws_module = websocket
         ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
