@@ -91,8 +91,10 @@ class OutputParser:
             text = segment.text
             reported = self._reported.pop(stream, None)
             if reported is not None and text.startswith(reported):
-                text = text[len(reported):]  # the frame went out early; keep what was glued on
-                if not text.strip():
+                # The frame went out early; keep what was glued on, without
+                # tqdm's padding (parse_frame strips the same way).
+                text = text[len(reported):].lstrip()
+                if not text:
                     continue
             if (self._coalesce and index < last and segment.end == "\r"
                     and segments[index + 1].end == "\r" and text.rstrip().endswith("]")):

@@ -86,6 +86,13 @@ def test_early_frame_then_glued_log_line_gives_the_log_line_once():
     assert second[0].text == "ERROR:x.y:went wrong"
 
 
+def test_padding_between_an_early_frame_and_glued_text_is_dropped():
+    parser = OutputParser()
+    parser.feed("stderr", b"\rtrain:  50%|#####     | 2/4 [00:02<00:02,  1.00s/it]")
+    (line,) = parser.feed("stderr", b"   Traceback (most recent call last):\n")
+    assert line.text == "Traceback (most recent call last):"
+
+
 def test_streams_are_split_separately():
     parser = OutputParser()
     assert parser.feed("stdout", b"epoch 1/") == []
