@@ -247,7 +247,7 @@ _SWITCHES = (
     "persistent_data_loader_workers", "fp8_base", "fp8_scaled", "use_pinned_memory_for_block_swap",
     "block_swap_h2d_only", "img_in_txt_in_offloading", "disable_numpy_memmap",
     "preserve_distribution_shape", "save_state", "save_state_on_train_end", "sample_at_first",
-    "no_metadata", "compile", "cuda_allow_tf32", "cuda_cudnn_benchmark",
+    "no_metadata", "compile", "cuda_allow_tf32", "cuda_cudnn_benchmark", "dim_from_weights",
     # caching
     "skip_existing", "keep_cache", "vae_tiling", "vae_cache_cpu", "disable_cudnn_backend",
     "vae_enable_patch_conv", "nabla_resize", "one_frame_no_2x", "one_frame_no_4x",
@@ -262,7 +262,7 @@ _SWITCHES = (
 _VALUES = (
     "optimizer_type", "learning_rate", "max_grad_norm", "lr_scheduler", "lr_warmup_steps",
     "lr_decay_steps", "lr_scheduler_num_cycles", "lr_scheduler_power", "lr_scheduler_min_lr_ratio",
-    "network_dim", "network_alpha", "network_dropout", "network_weights", "dim_from_weights",
+    "network_dim", "network_alpha", "network_dropout", "network_weights",
     "max_train_epochs", "max_train_steps", "max_data_loader_n_workers", "seed",
     "gradient_accumulation_steps", "mixed_precision", "save_precision", "timestep_sampling",
     "discrete_flow_shift", "sigmoid_scale", "weighting_scheme", "logit_mean", "logit_std",
