@@ -33,7 +33,8 @@ _BRACKET = (
 # pattern would make a long non-frame line cost quadratic time. For the same
 # reason every repeat that can start at many positions is bounded.
 _WITH_TOTAL = re.compile(
-    r"(?<![\d.])(?P<pct>\d{1,3})%(?:\|[^|\]]{0,500}\||\s)\s*(?P<n>" + _NUMBER + r")/(?P<total>" + _NUMBER + r"|\?)\s*" + _BRACKET
+    r"(?<![\d.])(?P<pct>\d{1,3})%(?:\|[^|\]]{0,500}\||\s)\s*"
+    r"(?P<n>" + _NUMBER + r")/(?P<total>" + _NUMBER + r"|\?)\s*" + _BRACKET
 )
 _WITHOUT_TOTAL = re.compile(
     r"(?<![\w.])(?P<n>\d+(?:\.\d+)?)(?P<unit>[^\s\d.\[\]][^\s\[\]]{0,30})\s" + _BRACKET

@@ -8,7 +8,8 @@ import pytest
 
 from parsers.failures import KINDS, SIGNATURES, classify, first_match, real_exit_code
 
-TRACEBACK = ["Traceback (most recent call last):", '  File "/opt/musubi/src/musubi_tuner/train.py", line 9, in <module>']
+TRACEBACK = ["Traceback (most recent call last):",
+             '  File "/opt/musubi/src/musubi_tuner/train.py", line 9, in <module>']
 
 # (output lines, expected kind, text the hint must contain). The last line is the signature's.
 CASES: list[tuple[list[str], str, str]] = [
@@ -213,7 +214,8 @@ def test_the_last_matching_line_is_the_message():
 
 # --- exit codes ------------------------------------------------------------------------------
 
-ACCELERATE = "subprocess.CalledProcessError: Command '['/venv/bin/python', 'train.py']' returned non-zero exit status 3."
+ACCELERATE = ("subprocess.CalledProcessError: Command '['/venv/bin/python', 'train.py']' "
+              "returned non-zero exit status 3.")
 
 
 def test_real_exit_code_unwraps_accelerate():

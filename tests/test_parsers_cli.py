@@ -13,9 +13,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(60)
 
 LOG = (
-    b"INFO:musubi_tuner.dataset.datasources:found 2 images\n"
-    b"\rtrain:   0%|          | 0/2 [00:00<?, ?it/s]"
-    b"\rtrain:  50%|\xe2\x96\x88\xe2\x96\x88\xe2\x96\x88\xe2\x96\x88\xe2\x96\x88     | 1/2 [00:02<00:02,  2.00s/it, avr_loss=0.9]"
+    "INFO:musubi_tuner.dataset.datasources:found 2 images\n"
+    "\rtrain:   0%|          | 0/2 [00:00<?, ?it/s]"
+    "\rtrain:  50%|█████     | 1/2 [00:02<00:02,  2.00s/it, avr_loss=0.9]"
+    "\nepoch 1/1\n"
+    "\rtrain: 100%|##########| 2/2 [00:04<00:00,  2.00s/it, avr_loss=0.8]"
+    "\nsaving checkpoint: /out/mine.safetensors\n"
+    "INFO:musubi_tuner.training.trainer_base:model saved.\n"
+).encode()
+    + b"
     b"\nepoch 1/1\n"
     b"\rtrain: 100%|##########| 2/2 [00:04<00:00,  2.00s/it, avr_loss=0.8]"
     b"\nsaving checkpoint: /out/mine.safetensors\n"

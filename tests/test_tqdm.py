@@ -81,7 +81,8 @@ def test_whole_counts_stay_integers_for_json():
 
 def test_log_line_glued_after_frame_yields_both():
     progress, rest = parse_frame(
-        "train: 100%|██████████| 4/4 [00:08<00:00,  2.00s/it, avr_loss=0.1]INFO:pkg.trainer:model saved.")
+        "train: 100%|██████████| 4/4 [00:08<00:00,  2.00s/it, avr_loss=0.1]"
+        "INFO:pkg.trainer:model saved.")
     assert (progress.n, progress.total, progress.postfix) == (4, 4, {"avr_loss": "0.1"})
     assert rest == "INFO:pkg.trainer:model saved."
 
@@ -92,7 +93,8 @@ def test_trailing_padding_after_frame_is_not_a_remainder():
 
 
 def test_traceback_glued_after_padding_is_the_remainder():
-    progress, rest = parse_frame("train:  50%|█████     | 2/4 [00:04<00:04,  2.00s/it] Traceback (most recent call last):")
+    progress, rest = parse_frame(
+        "train:  50%|█████     | 2/4 [00:04<00:04,  2.00s/it] Traceback (most recent call last):")
     assert progress.n == 2 and rest == "Traceback (most recent call last):"
 
 
