@@ -8,11 +8,11 @@ they load unchanged in ComfyUI 0.3.75 and in current ComfyUI.
 
 from __future__ import annotations
 
-from . import dataset, models
+from . import check, dataset, models, steps, training
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 
-for _module in (dataset, models):
+for _module in (dataset, models, steps, training, check):
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)

@@ -11,14 +11,18 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from ..executor.dataset import (
-    FRAME_EXTRACTIONS, DatasetConfig, DatasetSpec, GeneralSpec, build_dataset_config,
-    load_dataset_config, render_toml, write_atomic,
-)
+from typing import TYPE_CHECKING
+
 from . import host
 from .errors import user_error
 from .fingerprint import digest, file_state, folder_state
 from .values import DATASET_TYPE, MusubiDataset, count_items
+
+if TYPE_CHECKING:
+    from ..executor.dataset import DatasetConfig
+
+# executor.dataset (and tomllib) load on first use, not when ComfyUI imports the pack.
+FRAME_EXTRACTIONS = ("head", "chunk", "slide", "uniform", "full")
 
 CATEGORY = "Musubi Tuner/Dataset"
 
@@ -166,6 +170,8 @@ class MusubiDatasetConfig:
               target_frames: str, frame_extraction: str, frame_stride: int, frame_sample: int,
               max_frames: int, source_fps: float, control_directory: str = "", cache_directory: str = "",
               previous: Optional[MusubiDataset] = None) -> tuple[MusubiDataset]:
+        from ..executor.dataset import DatasetSpec, GeneralSpec, build_dataset_config, render_toml, write_atomic
+
         source = host.resolve_user_path(directory)
         spec: dict[str, Any] = {
             "cache_directory": (host.resolve_user_path(cache_directory) if cache_directory.strip()
@@ -238,6 +244,8 @@ class MusubiLoadDatasetConfig:
     def IS_CHANGED(cls, path: str = "", **_: Any) -> str:
         if not path or not path.strip():
             return ""
+        from ..executor.dataset import load_dataset_config
+
         full = host.resolve_user_path(path)
         config = load_dataset_config(full)
         sources = [folder_state(ds.directory) for ds in config.datasets if ds.directory]
@@ -250,6 +258,8 @@ class MusubiLoadDatasetConfig:
         return digest(full, content, sources)
 
     def load(self, path: str) -> tuple[MusubiDataset]:
+        from ..executor.dataset import load_dataset_config
+
         full = host.resolve_user_path(path)
         config = load_dataset_config(full)
         if not config.ok:

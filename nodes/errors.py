@@ -13,8 +13,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
-from ..executor.errors import Cancelled, TrainerError
+from typing import TYPE_CHECKING
+
 from . import host
+
+if TYPE_CHECKING:
+    from ..executor.errors import TrainerError
 
 _TYPES: dict[str, type] = {}
 
@@ -58,6 +62,8 @@ def reported(on_failure: Optional[Callable[[str], None]] = None) -> Iterator[Non
     ``on_failure`` receives the message (e.g. to show it on the node) before the error is
     raised; it is not called for a cancel.
     """
+    from ..executor.errors import Cancelled, TrainerError
+
     try:
         yield
     except Cancelled:

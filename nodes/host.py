@@ -151,3 +151,19 @@ def free_gpu() -> None:
 
     comfy.model_management.unload_all_models()
     comfy.model_management.soft_empty_cache()
+
+
+def user_config_file() -> Optional[str]:
+    """``<ComfyUI user dir>/__musubi-tuner-nodes/config.json``: settings that live with this
+    ComfyUI. The ``__`` prefix follows ComfyUI's system-user folders, which its user-data
+    HTTP routes refuse, so a browser cannot rewrite which Python the pack launches."""
+    import folder_paths
+
+    getter = getattr(folder_paths, "get_user_directory", None)
+    if getter is None:
+        return None
+    return os.path.join(getter(), "__musubi-tuner-nodes", "config.json")
+
+
+def pack_directory() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -29,7 +29,9 @@ def node_id(arch: Architecture) -> str:
 
 
 def is_optional(model: ModelInput) -> bool:
-    return not model.required_for
+    """Offered with (none): never required, or required only for some variants (checked
+    against the chosen selectors when the node runs)."""
+    return not model.required_for or bool(model.required_when)
 
 
 def _step_names(steps: tuple[str, ...]) -> str:
@@ -40,7 +42,10 @@ def _step_names(steps: tuple[str, ...]) -> str:
 
 def model_tooltip(model: ModelInput) -> str:
     text = model.tooltip or f"{model.label or model.name} ({model.flag})."
-    if model.required_for:
+    if model.required_for and model.required_when:
+        when = "; ".join(f"{name} {', '.join(map(str, values))}" for name, values in model.required_when)
+        text += f" Needed for {_step_names(model.required_for)} with {when}."
+    elif model.required_for:
         text += f" Needed for {_step_names(model.required_for)}."
     elif model.sampling:
         text += f" Only needed for sample images during training; {NONE} skips it."
@@ -129,10 +134,12 @@ class ModelsNodeBase:
         arch = self.arch()
         paths: dict[str, str] = {}
         names: dict[str, str] = {}
+        selectors = {sel.name: selector_value(sel, inputs.get(sel.name, sel.default)) for sel in arch.selectors}
+        values = arch.resolve_selectors(selectors)
         for model in arch.models:
             value = inputs.get(model.name)
             if value is None or value == NONE or (isinstance(value, str) and not value.strip()):
-                if not is_optional(model):
+                if any(model.required(step, values) for step in catalogue.STEPS):
                     raise user_error(f"{arch.display_name}: choose a file for {model.name}",
                                      f"put the model into ComfyUI's models/{model.folder} folder, refresh, "
                                      "and pick it")
@@ -147,8 +154,6 @@ class ModelsNodeBase:
                                      "refresh the node list (R) and pick a file that is listed")
                 paths[model.name] = path
             names[model.name] = str(value)
-        selectors = {sel.name: selector_value(sel, inputs.get(sel.name, sel.default)) for sel in arch.selectors}
-        arch.resolve_selectors(selectors)
         return (MusubiModels(arch=arch.id, paths=paths, selectors=selectors, names=names),)
 
 

@@ -13,10 +13,12 @@ import math
 import time
 from typing import Any, Callable, Optional
 
-from ..parsers.events import (
-    Checkpoint, Epoch, ItemsFound, ModelSaved, Phase, Progress, TotalBatches, TotalSteps,
-)
+from typing import TYPE_CHECKING
+
 from . import host
+
+if TYPE_CHECKING:
+    from ..parsers.events import Progress
 
 PHASE_LABELS = {
     "loading_model": "loading model",
@@ -111,27 +113,32 @@ class StepReporter:
         return bool(self._interrupted())
 
     def on_event(self, event: Any) -> None:
+        # Events are told apart by their ``type`` tag (parsers/events.py), so importing
+        # the pack does not import the parsers.
+        kind = getattr(event, "type", None)
         force = False
-        if isinstance(event, Progress):
+        if kind == "progress":
             self._on_progress(event)
-        elif isinstance(event, TotalSteps):
-            if self.step == "train":
-                self.total = int(event.count)
-                force = True
-        elif isinstance(event, Epoch):
+        elif kind == "total_steps":
+            if self.step != "train":
+                return
+            self.total = int(event.count)
+            force = True
+        elif kind == "epoch":
             self.epoch = (event.n, event.total)
-            force = self._set_phase("training") or True
-        elif isinstance(event, Phase):
+            self._set_phase("training")
+            force = True
+        elif kind == "phase":
             force = self._set_phase(event.name, event.detail)
-        elif isinstance(event, Checkpoint):
+        elif kind == "checkpoint":
             force = self._set_phase("saving", event.path)
-        elif isinstance(event, ModelSaved):
+        elif kind == "model_saved":
             force = self._set_phase("saving", "model saved")
-        elif isinstance(event, ItemsFound):
+        elif kind == "items_found":
             self._items_found += int(event.count)
             if self.step != "train" and self.expected is None:
                 self.total = max(self._items_found, self.total or 0)
-        elif isinstance(event, TotalBatches):
+        elif kind == "total_batches":
             if self.step != "train" and self.expected is None:
                 self.total = max(int(event.count), self.total or 0)
         else:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from ..executor.dataset import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DatasetConfig
+if TYPE_CHECKING:
+    from ..executor.dataset import DatasetConfig
 
 DATASET_TYPE = "MUSUBI_DATASET"
 MODELS_TYPE = "MUSUBI_MODELS"
@@ -44,6 +45,8 @@ class MusubiDataset:
     config: DatasetConfig = field(repr=False, compare=False)
     parts: tuple[DatasetItems, ...] = ()
     fingerprint: str = ""
+    # steps upstream that only did a dry run (their outputs will not exist yet)
+    pending: tuple[str, ...] = ()
 
     @property
     def items(self) -> int:
@@ -116,6 +119,8 @@ def count_items(config: DatasetConfig) -> tuple[DatasetItems, ...]:
 
 
 def _count_folder(folder: str, kind: str, caption: Optional[str]) -> int:
+    from ..executor.dataset import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
     try:
         names = os.listdir(folder)
     except OSError:

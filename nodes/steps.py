@@ -1,0 +1,320 @@
+"""The step nodes: Cache Latents, Cache Text Encoder Outputs and Train LoRA.
+
+Each builds a plan (``executor.plan.make_plan``: pre-flight plus the exact command), and
+either returns that command as text (``dry_run``) or runs it (``execute_plan``) with this
+node's progress reporter as the event and cancel callbacks, on ComfyUI's execution thread.
+Run folders go to ``<output>/musubi-tuner/runs/<timestamp>-<name>``; a training run's LoRA
+files are written into its run folder and the final one is delivered to
+``models/loras/musubi-tuner/`` (``training.deliver``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+from ..executor import catalogue
+from . import host
+from .check import settings as load_settings
+from .errors import reported, user_error
+from .fingerprint import OUTPUTS, digest
+from .progress import StepReporter
+from .values import DATASET_TYPE, MODELS_TYPE, MusubiDataset, MusubiModels
+
+if TYPE_CHECKING:
+    from ..executor.plan import Plan
+
+CATEGORY = "Musubi Tuner/Steps"
+STEP_TITLES = {catalogue.CACHE_LATENTS: "cache latents", catalogue.CACHE_TEXT_ENCODER: "cache text encoder",
+               catalogue.TRAIN: "train LoRA", catalogue.CONVERT: "convert LoRA"}
+DRY_RUN_TOOLTIP = ("Only check the inputs and show the exact command (in the node's text and the 'report' "
+                   "output); nothing is launched.")
+
+
+def shell_name() -> str:
+    return "powershell" if sys.platform == "win32" else "posix"
+
+
+def new_run_dir(label: str) -> str:
+    """``<output>/musubi-tuner/runs/<YYYYmmdd-HHMMSS>-<label>``, not yet existing."""
+    from .delivery import safe_name
+
+    base = os.path.join(host.runs_directory(), f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(label)}")
+    path, n = base, 2
+    while os.path.exists(path):
+        path, n = f"{base}-{n}", n + 1
+    return path
+
+
+def arch_of(models: MusubiModels) -> catalogue.Architecture:
+    return catalogue.get_architecture(models.arch)
+
+
+def check_wires(dataset: Optional[MusubiDataset], models: Optional[MusubiModels]) -> None:
+    if not isinstance(dataset, MusubiDataset):
+        raise user_error("the dataset input is not connected", "wire a Musubi Dataset Config node to it")
+    if not isinstance(models, MusubiModels):
+        raise user_error("the models input is not connected", "wire a Musubi Models node to it")
+    arch = arch_of(models)
+    if "video" in dataset.media and arch.image_only:
+        raise user_error(f"{arch.display_name} trains on images only, but the dataset has video folders",
+                         "use an image folder, or a video architecture (HunyuanVideo, Wan, FramePack, "
+                         "Kandinsky 5)")
+
+
+def accepted_options(arch: catalogue.Architecture, step: str, options: Mapping[str, Any],
+                     selectors: Optional[Mapping[str, Any]] = None) -> tuple[dict[str, Any], list[str]]:
+    """Options the step's script accepts (for these variant choices), and the names of set
+    ones it does not (reported as ignored: one node serves every architecture)."""
+    accepted = arch.options_for(step, selectors)
+    keep, ignored = {}, []
+    for name, value in options.items():
+        if value is None or value is False or value == "":
+            continue
+        if name in accepted or name == "attention":
+            keep[name] = value
+        else:
+            ignored.append(name)
+    return keep, ignored
+
+
+def plan_step(*, step: str, dataset: MusubiDataset, models: MusubiModels, options: Mapping[str, Any],
+              label: str, extra_args: str = "", output_name: Optional[str] = None,
+              output_in_run_dir: bool = False, accelerate: Optional[dict[str, Any]] = None,
+              launcher: str = "accelerate", model_paths: Optional[Mapping[str, str]] = None,
+              settings: Any = None) -> Plan:
+    """Pre-flight and the command for one step, with its run folder chosen here.
+
+    The run folder is named by the node (timestamp and label), not by make_plan. For
+    training it is also ``--output_dir``: musubi creates the LoRA files in this brand-new
+    folder, which no other run writes to, so it needs none of plan's folder locks (a lock
+    would create the folder before execute_plan creates the run folder).
+    """
+    from ..executor.config import resolve_install
+    from ..executor.plan import PlanSpec, make_plan
+
+    settings = settings or load_settings()
+    install = resolve_install(settings)
+    run_dir = new_run_dir(label)
+    spec = PlanSpec(architecture=models.arch, step=step, dataset_config=dataset.toml_path if dataset else None,
+                    models=dict(model_paths if model_paths is not None else models.paths),
+                    selectors=dict(models.selectors), options=dict(options),
+                    extra_args=extra_args.strip() or None,
+                    output_dir=run_dir if output_in_run_dir else None, output_name=output_name,
+                    accelerate=dict(accelerate or {}), runs_dir=host.runs_directory(), name=label)
+    plan = make_plan(settings, spec, install=install)
+    plan.run_dir = run_dir
+    if output_in_run_dir:
+        plan.lock_dirs = [d for d in plan.lock_dirs
+                          if os.path.normcase(os.path.abspath(d)) != os.path.normcase(os.path.abspath(run_dir))]
+    if step == catalogue.TRAIN and launcher == "python":
+        plan.command = python_launch(plan, install, settings)
+    return plan
+
+
+def python_launch(plan: Plan, install: Any, settings: Any) -> Any:
+    """The same training without ``accelerate launch`` (one process, ``python <script>``).
+
+    make_plan always builds the accelerate form for training; this rebuilds the command
+    from the script's own arguments (everything after the script path).
+    """
+    from ..executor.command import python_command
+
+    argv = list(plan.command.argv)
+    index = next(i for i, a in enumerate(argv) if os.path.basename(a) == plan.script)
+    return python_command(install, plan.script, argv[index + 1:], settings)
+
+
+def dry_run_text(plan: Plan, arch: catalogue.Architecture, notes: list[str]) -> str:
+    from ..executor.command import format_command
+
+    lines = [f"DRY RUN: nothing was launched. {arch.display_name}, {STEP_TITLES.get(plan.step, plan.step)} "
+             f"({plan.script})", f"run folder: {plan.run_dir}"]
+    for w in plan.warnings:
+        lines.append(f"warning: {w}")
+    lines += [f"note: {n}" for n in notes]
+    lines += ["", f"command ({shell_name()}):", format_command(plan.command, shell_name())]
+    return "\n".join(lines)
+
+
+def ui(text: str, plan: Optional[Plan] = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"text": [text]}
+    if plan is not None:
+        out["argv"] = list(plan.to_dict()["argv"])
+        out["run_dir"] = [plan.run_dir]
+    out.update({k: [v] for k, v in extra.items()})
+    return out
+
+
+def run_plan(plan: Plan, reporter: StepReporter) -> Any:
+    """Launch a checked plan on this (ComfyUI's execution) thread and wait for it.
+
+    ComfyUI's Cancel arrives as ``should_cancel`` (polled also while the child is silent) or
+    as InterruptProcessingException from the progress bar's hook inside ``on_event``;
+    either way the executor kills the whole process tree first.
+    """
+    from ..executor.plan import execute_plan
+
+    host.free_gpu()
+    reporter.start(f"launching {plan.script}\nrun folder: {plan.run_dir}")
+    with reported(reporter.fail):
+        return execute_plan(plan, on_event=reporter.on_event, should_cancel=reporter.should_cancel, check=True)
+
+
+def cache_files(plan: Plan) -> list[str]:
+    files = []
+    for folder, ending in plan.cache_patterns:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        te = ending.endswith("_te.safetensors")
+        files += [os.path.join(folder, n) for n in names
+                  if n.endswith(ending) and (te or not n.endswith("_te.safetensors"))]
+    return sorted(files)
+
+
+# --- shared input definitions -----------------------------------------------------------------
+
+def _wires() -> dict[str, Any]:
+    return {
+        "dataset": (DATASET_TYPE, {"tooltip": "The dataset from a Musubi dataset node (or the previous step)."}),
+        "models": (MODELS_TYPE, {"tooltip": "The models from the Musubi Models node of your architecture."}),
+    }
+
+
+def _int(default: int, minimum: int, maximum: int, tooltip: str) -> tuple[str, dict[str, Any]]:
+    return ("INT", {"default": default, "min": minimum, "max": maximum, "tooltip": tooltip})
+
+
+def _bool(default: bool, tooltip: str) -> tuple[str, dict[str, Any]]:
+    return ("BOOLEAN", {"default": default, "tooltip": tooltip})
+
+
+class CacheNodeBase:
+    """Cache Latents and Cache Text Encoder Outputs share everything but options."""
+
+    STEP = ""
+    CATEGORY = CATEGORY
+    FUNCTION = "cache"
+    OUTPUT_NODE = True
+    RETURN_TYPES = (DATASET_TYPE, "STRING")
+    RETURN_NAMES = ("dataset", "report")
+    OUTPUT_TOOLTIPS = ("The same dataset, passed on so the next step runs after this one.",
+                       "What was done (or, with dry_run, the exact command).")
+
+    @classmethod
+    def step_inputs(cls) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        # Everything but the wires is optional with a default, so an API prompt needs to
+        # name only what it changes (ComfyUI fills no defaults into API prompts).
+        optional = cls.step_inputs()
+        optional["skip_existing"] = _bool(False, "Keep cache files that already exist instead of recomputing "
+                                                 "them (faster; do not use after changing resolution or mode).")
+        optional["keep_cache"] = _bool(False, "Keep cache files in the cache folder that the dataset no longer "
+                                              "produces (musubi deletes them otherwise).")
+        optional["batch_size"] = _int(0, 0, 1024, "Items per encoding batch; 0 = the dataset's batch size.")
+        optional["num_workers"] = _int(0, 0, 64, "Image-loading threads; 0 = musubi's default (CPUs - 1).")
+        optional["dry_run"] = _bool(False, DRY_RUN_TOOLTIP)
+        return {"required": _wires(), "optional": optional, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    @classmethod
+    def IS_CHANGED(cls, unique_id: Any = None, **inputs: Any) -> str:
+        values = digest(sorted((k, str(v)) for k, v in inputs.items() if k not in ("dataset", "models")))
+        if inputs.get("dry_run"):
+            return values + ":dry"
+        return OUTPUTS.token(cls.STEP, unique_id, values)
+
+    def options(self, arch: catalogue.Architecture, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return {"skip_existing": inputs.get("skip_existing"), "keep_cache": inputs.get("keep_cache"),
+                "batch_size": inputs.get("batch_size") or None, "num_workers": inputs.get("num_workers") or None}
+
+    def cache(self, dataset: MusubiDataset, models: MusubiModels, unique_id: Any = None,
+              **inputs: Any) -> dict[str, Any]:
+        check_wires(dataset, models)
+        arch = arch_of(models)
+        step = self.STEP
+        title = f"{arch.display_name} {STEP_TITLES[step]}"
+        options, ignored = accepted_options(arch, step, self.options(arch, inputs), models.selectors)
+        notes = [f"{name} is not used by {arch.display_name}'s {STEP_TITLES[step]} script; ignored"
+                 for name in ignored]
+        with reported(lambda message: host.send_text(f"{title}: failed\n{message}", unique_id)):
+            plan = plan_step(step=step, dataset=dataset, models=models, options=options,
+                             label=f"{arch.id}-{step.replace('_', '-')}")
+        if inputs.get("dry_run"):
+            text = dry_run_text(plan, arch, notes)
+            host.send_text(text, unique_id)
+            return {"ui": ui(text, plan), "result": (replace(dataset, pending=dataset.pending + (step,)), text)}
+        s = load_settings()
+        reporter = StepReporter(unique_id, step=step, interval=s.progress_update_interval,
+                                expected=dataset.expected_batches, title=title)
+        result = run_plan(plan, reporter)
+        files = cache_files(plan)
+        OUTPUTS.record(step, unique_id, files)
+        text = (f"{title}: {len(files)} cache files in {', '.join(dataset.cache_directories)} "
+                f"({result.duration:.1f} s)\nrun folder: {plan.run_dir}")
+        if notes:
+            text += "\n" + "\n".join(f"note: {n}" for n in notes)
+        reporter.finish(text)
+        return {"ui": ui(text, plan), "result": (replace(dataset, pending=()), text)}
+
+
+class MusubiCacheLatents(CacheNodeBase):
+    STEP = catalogue.CACHE_LATENTS
+    DESCRIPTION = ("Runs musubi-tuner's latent caching for the dataset (encodes every image or clip with the "
+                   "VAE once, so training does not need the VAE). Run it again after changing the dataset.")
+
+    @classmethod
+    def step_inputs(cls) -> dict[str, Any]:
+        return {
+            "vae_dtype": (["(default)", "float16", "bfloat16", "float32"], {
+                "default": "(default)",
+                "tooltip": "VAE precision; (default) = the architecture's. Some architectures do not accept it "
+                           "and ignore it."}),
+            "vae_tiling": _bool(False, "HunyuanVideo/FramePack: decode in tiles to save VRAM."),
+            "vae_chunk_size": _int(0, 0, 1024, "HunyuanVideo/FramePack: causal-conv chunk size to save VRAM; "
+                                               "0 = off (musubi's docs use 32)."),
+            "vae_spatial_tile_sample_min_size": _int(0, 0, 4096, "HunyuanVideo/FramePack: tile size in pixels "
+                                                                 "with tiling; 0 = musubi's default."),
+        }
+
+    def options(self, arch: catalogue.Architecture, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        out = super().options(arch, inputs)
+        dtype = inputs.get("vae_dtype")
+        out.update(vae_dtype=None if dtype in (None, "(default)") else dtype,
+                   vae_tiling=inputs.get("vae_tiling"), vae_chunk_size=inputs.get("vae_chunk_size") or None,
+                   vae_spatial_tile_sample_min_size=inputs.get("vae_spatial_tile_sample_min_size") or None)
+        return out
+
+
+FP8_TEXT_ENCODER_OPTIONS = ("fp8_llm", "fp8_t5", "fp8_vl", "fp8_text_encoder", "fp8_te")
+
+
+class MusubiCacheTextEncoder(CacheNodeBase):
+    STEP = catalogue.CACHE_TEXT_ENCODER
+    DESCRIPTION = ("Runs musubi-tuner's text-encoder caching: encodes every caption once, so training does not "
+                   "need the text encoders. Run it after Cache Latents.")
+
+    @classmethod
+    def step_inputs(cls) -> dict[str, Any]:
+        return {"fp8_text_encoder": _bool(False, "Load the text encoder in fp8 to save VRAM (the architecture's "
+                                                 "fp8 flag: --fp8_llm, --fp8_t5, --fp8_vl, ...).")}
+
+    def options(self, arch: catalogue.Architecture, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        out = super().options(arch, inputs)
+        if inputs.get("fp8_text_encoder"):
+            accepted = arch.step_options.get(self.STEP, frozenset())  # any variant's
+            names = [n for n in FP8_TEXT_ENCODER_OPTIONS if n in accepted]
+            out[names[0] if names else "fp8_text_encoder"] = True
+        return out
+
+
+NODE_CLASS_MAPPINGS = {"MusubiCacheLatents": MusubiCacheLatents, "MusubiCacheTextEncoder": MusubiCacheTextEncoder}
+NODE_DISPLAY_NAME_MAPPINGS = {"MusubiCacheLatents": "Musubi Cache Latents",
+                              "MusubiCacheTextEncoder": "Musubi Cache Text Encoder Outputs"}

@@ -1,0 +1,391 @@
+"""MusubiTrainLoRA: one training node for every architecture, and delivery of its LoRA.
+
+Options whose documented value differs per architecture default to ``(recommended)`` (or 0
+for numbers) and are left to the catalogue's recommended settings for the picked
+architecture and variant. On success the final LoRA is converted as the catalogue says
+ComfyUI needs and placed in ``models/loras/musubi-tuner/`` under a name that is free;
+epoch saves stay in the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import Any, Mapping, Optional
+
+from ..executor import catalogue
+from . import delivery, host
+from .errors import reported, user_error
+from .fingerprint import OUTPUTS, digest
+from .progress import StepReporter
+from .steps import (
+    CATEGORY, DRY_RUN_TOOLTIP, STEP_TITLES, accepted_options, arch_of, check_wires, dry_run_text,
+    plan_step, run_plan, shell_name, ui,
+)
+from .values import DATASET_TYPE, MODELS_TYPE, MusubiDataset, MusubiModels
+
+RECOMMENDED = "(recommended)"
+NONE = "(none)"
+OPTIMIZERS = [RECOMMENDED, "adamw8bit", "AdamW", "AdaFactor", "prodigyopt.Prodigy", "Muon", "Lion"]
+SCHEDULERS = [RECOMMENDED, "constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear",
+              "polynomial", "cosine_with_min_lr", "inverse_sqrt"]
+TIMESTEP_SAMPLING = [RECOMMENDED, "shift", "sigma", "uniform", "sigmoid", "flux_shift", "flux2_shift", "qwen_shift",
+                     "krea2_shift", "ideogram4_shift", "logsnr", "qinglong_flux", "qinglong_qwen"]
+ATTENTION = [RECOMMENDED, "sdpa", "flash_attn", "xformers", "flash3"]
+MIXED_PRECISION = [RECOMMENDED, "bf16", "fp16", "no"]
+FP8 = [RECOMMENDED, "off", "fp8_base", "fp8_base + fp8_scaled"]
+LAUNCHERS = ["accelerate", "python"]
+
+
+def _opt(kind: Any, default: Any, tooltip: str, **extra: Any) -> tuple[Any, dict[str, Any]]:
+    return (kind, {"default": default, "tooltip": tooltip, **extra})
+
+
+def train_inputs() -> dict[str, Any]:
+    loras = [NONE] + host.model_files("loras")
+    return {
+        "required": {
+            "dataset": (DATASET_TYPE, {"tooltip": "The dataset, after Cache Latents and Cache Text Encoder."}),
+            "models": (MODELS_TYPE, {"tooltip": "The models from the Musubi Models node of your architecture."}),
+            "output_name": _opt("STRING", "my_lora", "File name of the LoRA (without .safetensors). If "
+                                "models/loras/musubi-tuner/ already has one, a free name such as my_lora_2 is used."),
+        },
+        "optional": {
+            "network_dim": _opt("INT", 0, "LoRA rank. 0 = the architecture's recommendation (32 for most, "
+                                "16 for Qwen-Image).", min=0, max=1024),
+            "network_alpha": _opt("FLOAT", 0.0, "LoRA alpha (scales the update by alpha/rank). 0 = the "
+                                  "architecture's recommendation, else musubi's default 1.", min=0.0, max=1024.0,
+                                  step=0.5),
+            "learning_rate": _opt("FLOAT", 0.0, "Learning rate. 0 = the architecture's recommendation "
+                                  "(e.g. 2e-4 Wan, 1e-4 FLUX, 5e-5 Qwen-Image).", min=0.0, max=1.0,
+                                  step=0.00001, round=False),
+            "optimizer_type": _opt(OPTIMIZERS, RECOMMENDED, "Optimizer; (recommended) = adamw8bit for most "
+                                   "architectures. Custom optimizers: optimizer_custom."),
+            "optimizer_custom": _opt("STRING", "", "A custom optimizer's full import path (e.g. "
+                                     "came_pytorch.CAME), installed in musubi's venv; overrides optimizer_type."),
+            "optimizer_args": _opt("STRING", "", "Optimizer arguments, space separated key=value "
+                                   "(e.g. weight_decay=0.01 \"betas=(0.9,0.99)\")."),
+            "lr_scheduler": _opt(SCHEDULERS, RECOMMENDED, "Learning-rate schedule; (recommended) = constant "
+                                 "unless the architecture's docs say otherwise."),
+            "lr_warmup_steps": _opt("INT", 0, "Warm-up steps for schedulers that use them; 0 = none.",
+                                    min=0, max=1000000),
+            "max_train_epochs": _opt("INT", 0, "Epochs to train. 0 = the recommendation (16), unless "
+                                     "max_train_steps is set.", min=0, max=100000),
+            "max_train_steps": _opt("INT", 0, "Train for this many optimizer steps instead of epochs; 0 = use "
+                                    "epochs.", min=0, max=100000000),
+            "save_every_n_epochs": _opt("INT", 1, "Also save the LoRA every N epochs (kept in the run folder); "
+                                        "0 = only the final LoRA.", min=0, max=100000),
+            "seed": _opt("INT", 42, "Random seed.", min=0, max=0xFFFFFFFF),
+            "attention": _opt(ATTENTION, RECOMMENDED, "Attention implementation; (recommended) = sdpa "
+                              "(always available). flash_attn/xformers/flash3 must be installed in musubi's venv."),
+            "mixed_precision": _opt(MIXED_PRECISION, RECOMMENDED, "Training precision; (recommended) = bf16. "
+                                    "Must match the DiT weights (bf16 weights: bf16 or no)."),
+            "fp8": _opt(FP8, RECOMMENDED, "Keep the DiT in fp8 to save VRAM: fp8_base, or fp8_base + "
+                        "fp8_scaled (better quality; required by Krea 2 and HiDream-O1). (recommended) = what "
+                        "the architecture's docs use."),
+            "blocks_to_swap": _opt("INT", 0, "Swap this many transformer blocks to the CPU to save VRAM (slower); "
+                                   "0 = off. Each architecture has a maximum.", min=0, max=200),
+            "gradient_checkpointing": _opt("BOOLEAN", True, "Recompute activations in the backward pass: much "
+                                           "less VRAM, a little slower."),
+            "timestep_sampling": _opt(TIMESTEP_SAMPLING, RECOMMENDED, "How training timesteps are drawn; "
+                                      "(recommended) = the architecture's documented method."),
+            "discrete_flow_shift": _opt("FLOAT", 0.0, "Shift for 'shift' timestep sampling. 0 = the "
+                                        "recommendation (e.g. 3.0 Wan, 2.2 Qwen-Image).", min=0.0, max=100.0,
+                                        step=0.1),
+            "sample_prompts": _opt("STRING", "", "Prompts for sample images during training, one per line, with "
+                                   "musubi's options (e.g. 'a cat --w 512 --h 512 --s 20'). Needs the VAE and text "
+                                   "encoders in the models node. Empty = no samples.", multiline=True),
+            "sample_every_n_epochs": _opt("INT", 0, "Make samples every N epochs (0 = every saved epoch when "
+                                          "prompts are given).", min=0, max=100000),
+            "initial_weights": _opt(loras, NONE, "Start from an existing LoRA's weights (from models/loras); "
+                                    "a fresh optimizer."),
+            "resume": _opt("STRING", "", "Resume from a saved training state folder (…-state) of an earlier run: "
+                           "weights, optimizer and schedule. Empty = start fresh."),
+            "launcher": _opt(LAUNCHERS, "accelerate", "accelerate launch (recommended by musubi; needed for "
+                             "several GPUs) or plain python (one process)."),
+            "num_processes": _opt("INT", 1, "accelerate: processes (GPUs) to train on.", min=1, max=64),
+            "gpu_ids": _opt("STRING", "", "accelerate: which GPUs, e.g. 0 or 0,1; empty = all."),
+            "extra_args": _opt("STRING", "", "More musubi flags, full names only (e.g. --max_grad_norm 1.0). "
+                               "Checked against the training script's flags; flags set by this node are refused.",
+                               multiline=True),
+            "dry_run": _opt("BOOLEAN", False, DRY_RUN_TOOLTIP),
+        },
+        "hidden": {"unique_id": "UNIQUE_ID"},
+    }
+
+
+def _positive(value: Any) -> Any:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+def _chosen(value: Any) -> Any:
+    return None if value in (None, "", RECOMMENDED) else value
+
+
+def train_options(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(musubi options, accelerate options) from the node's inputs; unset = recommended."""
+    opts: dict[str, Any] = {
+        "network_dim": _positive(inputs.get("network_dim")),
+        "network_alpha": _positive(inputs.get("network_alpha")),
+        "learning_rate": _positive(inputs.get("learning_rate")),
+        "optimizer_type": (inputs.get("optimizer_custom") or "").strip() or _chosen(inputs.get("optimizer_type")),
+        "lr_scheduler": _chosen(inputs.get("lr_scheduler")),
+        "lr_warmup_steps": _positive(inputs.get("lr_warmup_steps")),
+        "seed": inputs.get("seed", 42),
+        "attention": _chosen(inputs.get("attention")),
+        "mixed_precision": _chosen(inputs.get("mixed_precision")),
+        "blocks_to_swap": _positive(inputs.get("blocks_to_swap")),
+        "timestep_sampling": _chosen(inputs.get("timestep_sampling")),
+        "discrete_flow_shift": _positive(inputs.get("discrete_flow_shift")),
+    }
+    args_text = (inputs.get("optimizer_args") or "").strip()
+    if args_text:
+        try:
+            opts["optimizer_args"] = shlex.split(args_text)
+        except ValueError as exc:
+            raise user_error(f"optimizer_args: {exc}", "close the quotes, e.g. \"betas=(0.9,0.99)\"") from None
+    steps = _positive(inputs.get("max_train_steps"))
+    if steps:
+        opts["max_train_steps"] = steps
+    else:
+        opts["max_train_epochs"] = _positive(inputs.get("max_train_epochs"))
+    save = inputs.get("save_every_n_epochs", 1)
+    opts["save_every_n_epochs"] = save if save and save > 0 else None
+    if "gradient_checkpointing" in inputs:
+        opts["gradient_checkpointing"] = bool(inputs["gradient_checkpointing"])
+    fp8 = _chosen(inputs.get("fp8"))
+    if fp8 is not None:
+        opts["fp8_base"] = fp8 != "off"
+        opts["fp8_scaled"] = fp8 == "fp8_base + fp8_scaled"
+    weights = inputs.get("initial_weights")
+    if weights and weights != NONE:
+        path = host.model_path("loras", weights)
+        if path is None:
+            raise user_error(f"initial_weights {weights!r} is not in models/loras", "pick a listed LoRA")
+        opts["network_weights"] = path
+    resume = (inputs.get("resume") or "").strip()
+    if resume:
+        opts["resume"] = host.resolve_user_path(resume)
+    accelerate: dict[str, Any] = {}
+    if inputs.get("num_processes", 1) and inputs.get("num_processes", 1) > 1:
+        accelerate["num_processes"] = int(inputs["num_processes"])
+    gpu_ids = (inputs.get("gpu_ids") or "").strip()
+    if gpu_ids:
+        accelerate["gpu_ids"] = gpu_ids
+    return {k: v for k, v in opts.items() if v is not None}, accelerate
+
+
+def write_prompts(text: str) -> str:
+    """The sample prompt file musubi reads, content-addressed under output/musubi-tuner/prompts."""
+    from ..executor.dataset import write_atomic
+
+    body = "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
+    path = os.path.join(host.output_directory(), host.PACK_FOLDER, "prompts", f"prompts-{digest(body)[:16]}.txt")
+    if not os.path.exists(path):
+        write_atomic(path, body, overwrite="always")
+    return path
+
+
+def training_models(arch: catalogue.Architecture, models: MusubiModels, sampling: bool) -> dict[str, str]:
+    """Training reads the VAE and text encoders only to make samples, so they are passed only
+    when sample prompts are set (musubi would otherwise load nothing from them anyway)."""
+    out = {}
+    values = arch.resolve_selectors(models.selectors)
+    for model in arch.models:
+        if model.name not in models.paths or catalogue.TRAIN not in model.steps:
+            continue
+        if model.required(catalogue.TRAIN, values) or not model.sampling or sampling:
+            out[model.name] = models.paths[model.name]
+    return out
+
+
+class MusubiTrainLoRA:
+    DESCRIPTION = ("Trains a LoRA with musubi-tuner for the architecture of the wired models node, with live "
+                   "progress (steps, epoch, loss, ETA) and a Cancel that stops the whole training. The finished "
+                   "LoRA is put into models/loras/musubi-tuner/ so LoraLoader lists it.")
+    CATEGORY = CATEGORY
+    FUNCTION = "train"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING", "STRING", "STRING")
+    RETURN_NAMES = ("lora_name", "lora_path", "run_dir")
+    OUTPUT_TOOLTIPS = ("The LoRA's name as LoraLoader lists it (musubi-tuner/<name>.safetensors); empty for a "
+                       "dry run.",
+                       "Full path of the delivered LoRA file.",
+                       "The run folder: command.txt, dataset config, run.log, result.json and the epoch saves.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return train_inputs()
+
+    @classmethod
+    def IS_CHANGED(cls, unique_id: Any = None, **inputs: Any) -> str:
+        values = digest(sorted((k, str(v)) for k, v in inputs.items() if k not in ("dataset", "models")))
+        if inputs.get("dry_run"):
+            return values + ":dry"
+        return OUTPUTS.token(catalogue.TRAIN, unique_id, values)
+
+    def train(self, dataset: MusubiDataset, models: MusubiModels, output_name: str, unique_id: Any = None,
+              **inputs: Any) -> dict[str, Any]:
+        check_wires(dataset, models)
+        arch = arch_of(models)
+        title = f"{arch.display_name} {STEP_TITLES[catalogue.TRAIN]}"
+        name = delivery.safe_name(output_name)
+        options, accelerate = train_options(inputs)
+        prompts = (inputs.get("sample_prompts") or "").strip()
+        if prompts:
+            options["sample_prompts"] = write_prompts(prompts)
+            options["sample_every_n_epochs"] = (_positive(inputs.get("sample_every_n_epochs"))
+                                                or options.get("save_every_n_epochs") or 1)
+        recommended = arch.recommended_for(models.selectors)
+        precision = options.get("mixed_precision") or recommended.get("mixed_precision")
+        if precision:
+            accelerate["mixed_precision"] = precision
+        options, ignored = accepted_options(arch, catalogue.TRAIN, options, models.selectors)
+        if options.get("max_train_steps"):
+            # musubi lets --max_train_epochs override --max_train_steps: unset the
+            # recommended epoch count when steps are given.
+            options["max_train_epochs"] = None
+        notes = [f"{n} is not used by {arch.display_name}'s training script; ignored" for n in ignored]
+        dry_run = bool(inputs.get("dry_run"))
+        launcher = inputs.get("launcher") or "accelerate"
+        plan_args = dict(step=catalogue.TRAIN, dataset=dataset, models=models, options=options, label=name,
+                         extra_args=inputs.get("extra_args") or "", output_name=name, output_in_run_dir=True,
+                         accelerate=accelerate, launcher=launcher,
+                         model_paths=training_models(arch, models, bool(prompts)))
+        fail_text = lambda message: host.send_text(f"{title}: failed\n{message}", unique_id)  # noqa: E731
+        if dry_run:
+            try:
+                with reported(fail_text):
+                    plan = plan_step(**plan_args)
+            except Exception as exc:
+                text = pending_cache_dry_run(exc, dataset, arch, plan_args)
+                if text is None:
+                    raise
+                host.send_text(text, unique_id)
+                return {"ui": {"text": [text]}, "result": ("", "", "")}
+            text = dry_run_text(plan, arch, notes)
+            host.send_text(text, unique_id)
+            return {"ui": ui(text, plan), "result": ("", "", "")}
+
+        with reported(fail_text):
+            plan = plan_step(**plan_args)
+        from .check import settings as load_settings
+
+        s = load_settings()
+        reporter = StepReporter(unique_id, step=catalogue.TRAIN, interval=s.progress_update_interval, title=title)
+        run_plan(plan, reporter)
+        trained = os.path.join(plan.run_dir, f"{name}.safetensors")
+        if not os.path.isfile(trained):
+            raise user_error(f"training finished but {trained} is missing", f"see {plan.run_dir}/run.log")
+        from ..parsers.events import Phase
+
+        reporter.on_event(Phase("delivering", "converting for ComfyUI" if arch.lora_conversion.kind not in
+                                ("none", "not_supported") else "copying to models/loras"))
+        with reported(fail_text):
+            lora_path, how = deliver(trained, name, arch, plan.run_dir, reporter)
+        lora_name = host.lora_name(lora_path) or os.path.basename(lora_path)
+        OUTPUTS.record(catalogue.TRAIN, unique_id, [lora_path])
+        text = (f"{title}: done\nLoRA: {lora_name} ({how})\nrun folder: {plan.run_dir}")
+        if notes:
+            text += "\n" + "\n".join(f"note: {n}" for n in notes)
+        reporter.finish(text)
+        return {"ui": ui(text, plan, lora=lora_name), "result": (lora_name, lora_path, plan.run_dir)}
+
+
+def pending_cache_dry_run(exc: BaseException, dataset: MusubiDataset, arch: catalogue.Architecture,
+                          plan_args: dict[str, Any]) -> Optional[str]:
+    """Dry run of the whole chain before anything was cached: the only problems are the
+    missing caches the upstream (dry-run) cache steps would create, so show the command
+    anyway, built the way make_plan builds it."""
+    from ..executor.errors import PreflightError
+
+    error = getattr(exc, "error", None)
+    if not dataset.pending or not isinstance(error, PreflightError):
+        return None
+    if any(not str(getattr(p, "input", "")).endswith(".cache_directory") for p in error.problems):
+        return None
+    from ..executor.command import AccelerateOptions, accelerate_command, format_command, python_command
+    from ..executor.config import resolve_install
+    from ..executor.extra_args import check_extra_args
+    from .check import settings as load_settings
+    from .steps import new_run_dir
+
+    settings = load_settings()
+    install = resolve_install(settings)
+    run_dir = new_run_dir(plan_args["label"])
+    args = catalogue.build_args(arch.id, catalogue.TRAIN, dataset_config=dataset.toml_path,
+                                models=plan_args["model_paths"], selectors=plan_args["models"].selectors,
+                                options=plan_args["options"], output_dir=run_dir,
+                                output_name=plan_args["output_name"])
+    script = arch.scripts[catalogue.TRAIN]
+    extra: list[str] = []
+    if plan_args["extra_args"].strip():
+        flags = [a for a in args if a.startswith("--")]
+        extra, _ = check_extra_args(plan_args["extra_args"], script, command_flags=flags)
+    if plan_args["launcher"] == "python":
+        command = python_command(install, script, [*args, *extra], settings)
+    else:
+        command = accelerate_command(install, script, [*args, *extra], settings,
+                                     AccelerateOptions(**plan_args["accelerate"]))
+    steps = ", ".join(STEP_TITLES.get(s, s) for s in dataset.pending)
+    return (f"DRY RUN: nothing was launched. {arch.display_name}, train LoRA ({script})\n"
+            f"run folder: {run_dir}\n"
+            f"note: the cache checks were skipped: the {steps} step(s) above were dry runs, so the caches "
+            "do not exist yet\n\n"
+            f"command ({shell_name()}):\n{format_command(command, shell_name())}")
+
+
+def deliver(trained: str, name: str, arch: catalogue.Architecture, run_dir: str,
+            reporter: StepReporter) -> tuple[str, str]:
+    """Put the final LoRA into ``models/loras/musubi-tuner/`` as ComfyUI can load it.
+
+    Returns (delivered path, how). The file appears under its final name only when complete.
+    """
+    folder = host.loras_directory()
+    conversion = arch.lora_conversion
+    source, how = trained, "as trained (ComfyUI loads musubi's keys directly)"
+    if conversion.kind in ("convert_lora", "script"):
+        source = convert(trained, name, arch, run_dir, reporter)
+        how = f"converted with {arch.scripts.get(catalogue.CONVERT, 'convert_lora.py')}"
+    elif conversion.kind == "key_rename" and conversion.rename:
+        old, new = conversion.rename
+        tmp = delivery.temp_path(folder, name)
+        try:
+            count = delivery.rename_keys(trained, tmp, delivery.prefix_renamer(old, new))
+            target = delivery.place(tmp, folder, name)
+        except BaseException:
+            delivery._remove(tmp)
+            raise
+        return target, f"keys renamed {old}* -> {new}* ({count} tensors)"
+    elif conversion.kind == "not_supported":
+        how = "as trained; " + (conversion.note or "ComfyUI's LoraLoader does not support this architecture")
+    tmp = delivery.copy_to_temp(source, folder, name)
+    try:
+        return delivery.place(tmp, folder, name), how
+    except BaseException:
+        delivery._remove(tmp)
+        raise
+
+
+def convert(trained: str, name: str, arch: catalogue.Architecture, run_dir: str, reporter: StepReporter) -> str:
+    """Run the architecture's converter (through the executor) into ``<run_dir>/convert/``."""
+    from ..executor.config import resolve_install
+    from ..executor.plan import PlanSpec, execute_plan, make_plan
+    from .check import settings as load_settings
+
+    settings = load_settings()
+    out_dir = os.path.join(run_dir, "convert")
+    spec = PlanSpec(architecture=arch.id, step=catalogue.CONVERT, models={"lora": trained},
+                    output_dir=out_dir, output_name=name, runs_dir=run_dir, name=f"{name}-convert")
+    plan = make_plan(settings, spec, install=resolve_install(settings), use_probe=False)
+    plan.run_dir = out_dir
+    plan.lock_dirs = []  # a new folder inside this run's own folder
+    execute_plan(plan, on_event=reporter.on_event, should_cancel=reporter.should_cancel, check=True)
+    converted = os.path.join(out_dir, f"{name}.safetensors")
+    if not os.path.isfile(converted):
+        raise user_error(f"the LoRA conversion finished but wrote no {converted}", f"see {out_dir}/run.log")
+    return converted
+
+
+NODE_CLASS_MAPPINGS = {"MusubiTrainLoRA": MusubiTrainLoRA}
+NODE_DISPLAY_NAME_MAPPINGS = {"MusubiTrainLoRA": "Musubi Train LoRA"}
