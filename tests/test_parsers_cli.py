@@ -21,12 +21,6 @@ LOG = (
     "\nsaving checkpoint: /out/mine.safetensors\n"
     "INFO:musubi_tuner.training.trainer_base:model saved.\n"
 ).encode()
-    + b"
-    b"\nepoch 1/1\n"
-    b"\rtrain: 100%|##########| 2/2 [00:04<00:00,  2.00s/it, avr_loss=0.8]"
-    b"\nsaving checkpoint: /out/mine.safetensors\n"
-    b"INFO:musubi_tuner.training.trainer_base:model saved.\n"
-)
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
