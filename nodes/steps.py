@@ -257,11 +257,12 @@ class CacheNodeBase:
         result = run_plan(plan, reporter)
         files = cache_files(plan)
         OUTPUTS.record(step, unique_id, files)
-        text = (f"{title}: {len(files)} cache files in {', '.join(dataset.cache_directories)} "
-                f"({result.duration:.1f} s)\nrun folder: {plan.run_dir}")
+        detail = (f"{len(files)} cache files in {', '.join(dataset.cache_directories)} ({result.duration:.1f} s)"
+                  f"\nrun folder: {plan.run_dir}")
         if notes:
-            text += "\n" + "\n".join(f"note: {n}" for n in notes)
-        reporter.finish(text)
+            detail += "\n" + "\n".join(f"note: {n}" for n in notes)
+        reporter.finish(detail)
+        text = f"{title}: done\n{detail}"
         return {"ui": ui(text, plan), "result": (replace(dataset, pending=()), text)}
 
 

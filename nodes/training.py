@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 
 from ..executor import catalogue
 from . import delivery, host
-from .errors import reported, user_error
+from .errors import MusubiTunerError, reported, user_error
 from .fingerprint import OUTPUTS, digest
 from .progress import StepReporter
 from .steps import (
@@ -255,14 +255,17 @@ class MusubiTrainLoRA:
         fail_text = lambda message: host.send_text(f"{title}: failed\n{message}", unique_id)  # noqa: E731
         if dry_run:
             try:
-                with reported(fail_text):
+                with reported():
                     plan = plan_step(**plan_args)
             except Exception as exc:
-                text = pending_cache_dry_run(exc, dataset, arch, plan_args)
-                if text is None:
+                pending = pending_cache_dry_run(exc, dataset, arch, plan_args)
+                if pending is None:
+                    if isinstance(exc, MusubiTunerError):
+                        fail_text(str(exc))
                     raise
+                text, argv = pending
                 host.send_text(text, unique_id)
-                return {"ui": {"text": [text]}, "result": ("", "", "")}
+                return {"ui": {"text": [text], "argv": argv}, "result": ("", "", "")}
             text = dry_run_text(plan, arch, notes)
             host.send_text(text, unique_id)
             return {"ui": ui(text, plan), "result": ("", "", "")}
@@ -285,15 +288,16 @@ class MusubiTrainLoRA:
             lora_path, how = deliver(trained, name, arch, plan.run_dir, reporter)
         lora_name = host.lora_name(lora_path) or os.path.basename(lora_path)
         OUTPUTS.record(catalogue.TRAIN, unique_id, [lora_path])
-        text = (f"{title}: done\nLoRA: {lora_name} ({how})\nrun folder: {plan.run_dir}")
+        detail = f"LoRA: {lora_name} ({how})\nrun folder: {plan.run_dir}"
         if notes:
-            text += "\n" + "\n".join(f"note: {n}" for n in notes)
-        reporter.finish(text)
+            detail += "\n" + "\n".join(f"note: {n}" for n in notes)
+        reporter.finish(detail)
+        text = f"{title}: done\n{detail}"
         return {"ui": ui(text, plan, lora=lora_name), "result": (lora_name, lora_path, plan.run_dir)}
 
 
 def pending_cache_dry_run(exc: BaseException, dataset: MusubiDataset, arch: catalogue.Architecture,
-                          plan_args: dict[str, Any]) -> Optional[str]:
+                          plan_args: dict[str, Any]) -> Optional[tuple[str, list[str]]]:
     """Dry run of the whole chain before anything was cached: the only problems are the
     missing caches the upstream (dry-run) cache steps would create, so show the command
     anyway, built the way make_plan builds it."""
@@ -304,7 +308,8 @@ def pending_cache_dry_run(exc: BaseException, dataset: MusubiDataset, arch: cata
         return None
     if any(not str(getattr(p, "input", "")).endswith(".cache_directory") for p in error.problems):
         return None
-    from ..executor.command import AccelerateOptions, accelerate_command, format_command, python_command
+    from ..executor.command import (AccelerateOptions, _redacted_argv, accelerate_command, format_command,
+                                    python_command)
     from ..executor.config import resolve_install
     from ..executor.extra_args import check_extra_args
     from .check import settings as load_settings
@@ -328,11 +333,12 @@ def pending_cache_dry_run(exc: BaseException, dataset: MusubiDataset, arch: cata
         command = accelerate_command(install, script, [*args, *extra], settings,
                                      AccelerateOptions(**plan_args["accelerate"]))
     steps = ", ".join(STEP_TITLES.get(s, s) for s in dataset.pending)
-    return (f"DRY RUN: nothing was launched. {arch.display_name}, train LoRA ({script})\n"
+    return ((f"DRY RUN: nothing was launched. {arch.display_name}, train LoRA ({script})\n"
             f"run folder: {run_dir}\n"
             f"note: the cache checks were skipped: the {steps} step(s) above were dry runs, so the caches "
             "do not exist yet\n\n"
-            f"command ({shell_name()}):\n{format_command(command, shell_name())}")
+            f"command ({shell_name()}):\n{format_command(command, shell_name())}"),
+            list(_redacted_argv(command.argv)))
 
 
 def deliver(trained: str, name: str, arch: catalogue.Architecture, run_dir: str,
@@ -343,7 +349,7 @@ def deliver(trained: str, name: str, arch: catalogue.Architecture, run_dir: str,
     """
     folder = host.loras_directory()
     conversion = arch.lora_conversion
-    source, how = trained, "as trained (ComfyUI loads musubi's keys directly)"
+    source, how = trained, "as trained: ComfyUI reads musubi's LoRA keys directly"
     if conversion.kind in ("convert_lora", "script"):
         source = convert(trained, name, arch, run_dir, reporter)
         how = f"converted with {arch.scripts.get(catalogue.CONVERT, 'convert_lora.py')}"
