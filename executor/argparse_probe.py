@@ -5,6 +5,7 @@ Standard library only, and it imports nothing from this pack (it is run by file 
 
     python argparse_probe.py facts SCRIPT.py
     python argparse_probe.py check SCRIPT.py -- ARG...
+    python argparse_probe.py batch SCRIPT.py ARGV_LISTS.json   (facts + a check per argv list)
 """
 
 from __future__ import annotations
@@ -100,10 +101,20 @@ def main() -> int:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     mode, script = sys.argv[1], sys.argv[2]
     argv = sys.argv[4:] if len(sys.argv) > 3 and sys.argv[3] == "--" else []
+    argv_lists: list = []
+    if mode == "batch":
+        with open(sys.argv[3], encoding="utf-8") as f:
+            argv_lists = json.load(f)
     result: dict = {}
 
     def intercept(self, args=None, namespace=None):
-        result.update(_facts(self) if mode == "facts" else _check(self, argv))
+        if mode == "facts":
+            result.update(_facts(self))
+        elif mode == "check":
+            result.update(_check(self, argv))
+        else:  # batch: one import, many argv lists (each parse is independent)
+            facts = _facts(self)
+            result.update(facts=facts, results=[_check(self, a) for a in argv_lists])
         raise _Stop
 
     argparse.ArgumentParser.parse_known_args = intercept  # type: ignore[method-assign]

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -59,20 +60,32 @@ def probe_environment(musubi_root: os.PathLike, extra_pythonpath: Sequence[str] 
 
 
 def probe(python: str, musubi_root: os.PathLike, script: str, mode: str = "facts",
-          argv: Sequence[str] = (), *, env: Optional[Mapping[str, str]] = None,
-          timeout: float = 180.0) -> dict[str, Any]:
+          argv: Sequence[str] = (), *, argv_lists: Sequence[Sequence[str]] = (),
+          env: Optional[Mapping[str, str]] = None, timeout: float = 180.0) -> dict[str, Any]:
     """Run ``argparse_probe.py`` for one script in musubi's venv and return its JSON answer.
 
     ``mode="check"`` parses ``argv`` with the script's own parser: ``{"ok", "error", "unknown"}``.
-    Raises RuntimeError (with the child's output tail) when the script cannot even be imported.
+    ``mode="batch"`` returns ``{"facts": ..., "results": [one check per argv_lists item]}`` from a
+    single import. Raises RuntimeError (with the child's output tail) when the script cannot
+    even be imported.
     """
     path = Path(musubi_root) / "src" / "musubi_tuner" / script
     cmd = [python, str(PROBE), mode, str(path)]
+    tmp = None
     if mode == "check":
         cmd += ["--", *argv]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                          env=dict(env) if env is not None else probe_environment(musubi_root),
-                          cwd=str(musubi_root))
+    elif mode == "batch":
+        fd, tmp = tempfile.mkstemp(prefix="argv-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump([list(a) for a in argv_lists], f)
+        cmd.append(tmp)
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                              env=dict(env) if env is not None else probe_environment(musubi_root),
+                              cwd=str(musubi_root))
+    finally:
+        if tmp:
+            os.unlink(tmp)
     out = proc.stdout.decode("utf-8", "replace")
     for line in reversed(out.splitlines()):
         if line.startswith(MARKER):

@@ -10,53 +10,11 @@ import pytest
 
 from executor import catalogue as cat
 from executor.errors import ConfigError
+from catalogue_cases import all_models, every_option, selector_combinations
 from executor.flagfacts import load_flags
 
 FACTS = load_flags()["scripts"]
 ARCHS = list(cat.ARCHITECTURES.values())
-ALL_STEPS = (*cat.STEPS, cat.CONVERT)
-
-
-def selector_combinations(arch: cat.Architecture):
-    names = [s.name for s in arch.selectors]
-    for values in itertools.product(*(s.choices for s in arch.selectors)):
-        yield dict(zip(names, values))
-
-
-def all_models(arch: cat.Architecture) -> dict[str, str]:
-    return {m.name: f"/models/{m.name}.safetensors" for m in arch.models}
-
-
-def sample_value(arch: cat.Architecture, name: str, flag_facts: dict):
-    """A value of the right shape for option ``name``, from the script's own facts."""
-    opt = cat.OPTIONS[name]
-    if opt.kind == "switch":
-        return True
-    if opt.kind == "attention":
-        return "sdpa"
-    if name in arch.allowed_values:
-        return arch.allowed_values[name][0]
-    facts = flag_facts[opt.flag]
-    if opt.kind == "values":
-        return [{"float": "0.5", "int": "1"}.get(facts["type"], "key=1")]
-    if facts["choices"]:
-        return facts["choices"][0]
-    return {"int": 1, "float": 0.5}.get(facts["type"], "1" if "int" in str(facts["type"]) else "value")
-
-
-def every_option(arch: cat.Architecture, step: str, selectors: dict) -> dict:
-    """Every option the step takes, with values musubi's rules allow together."""
-    flags = FACTS[arch.scripts[step]]["flags"]
-    opts = {n: sample_value(arch, n, flags) for n in arch.options_for(step, selectors)}
-    if step == cat.TRAIN:
-        opts["blocks_to_swap"] = 1
-        for a, b in arch.conflicts:  # keep the first of each conflicting pair
-            opts.pop(b, None)
-        if "fp8_scaled" in opts:
-            opts["fp8_base"] = True
-        opts["attention"] = "sdpa"
-        opts["max_data_loader_n_workers"] = 1
-    return opts
 
 
 def assert_parses(script: str, argv: list[str]) -> None:
@@ -179,7 +137,7 @@ def test_argv_for_every_selector_value_parses_with_recommended_options(arch: cat
 @pytest.mark.parametrize("step", cat.STEPS)
 def test_argv_with_every_option_the_step_takes_parses(arch: cat.Architecture, step: str) -> None:
     for selectors in selector_combinations(arch):
-        options = every_option(arch, step, selectors)
+        options = every_option(arch, step, selectors, FACTS)
         argv = cat.build_args(arch.id, step, dataset_config="/data/dataset.toml", models=all_models(arch),
                               selectors=selectors, options=options, output_dir="/out", output_name="lora")
         assert_parses(arch.scripts[step], argv)
