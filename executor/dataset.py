@@ -655,7 +655,7 @@ def _check_dataset(i: int, table: dict, general: dict, add: Any) -> None:
     kind_keys = ("video_directory", "video_jsonl_file") if is_video else ("image_directory", "image_jsonl_file")
     if all(k in table for k in kind_keys):
         add(f"{prefix}.{kind_keys[1]}", f"both {kind_keys[0]} and {kind_keys[1]} are set; musubi uses only "
-            f"{kind_keys[0]}", f"remove one of them (or split into two datasets)", WARNING, **at(kind_keys[1]))
+            f"{kind_keys[0]}", "remove one of them (or split into two datasets)", WARNING, **at(kind_keys[1]))
 
     def value(key: str) -> Any:
         v = table.get(key)

@@ -93,7 +93,7 @@ def test_value_starting_with_a_dash_is_refused_where_a_name_is_expected() -> Non
 def test_value_missing_or_wrong_kind() -> None:
     assert "needs a value" in only_problem("--max_grad_norm").message
     assert "needs a number" in only_problem("--max_grad_norm abc").message
-    assert "valid value" in only_problem("--task t2v-99B").message
+    assert "valid value" in only_problem("--weighting_scheme bad").message
     assert "takes no value" in only_problem("--split_attn=yes").message
 
 
