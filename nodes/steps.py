@@ -59,7 +59,7 @@ def check_wires(dataset: Optional[MusubiDataset], models: Optional[MusubiModels]
     if not isinstance(models, MusubiModels):
         raise user_error("the models input is not connected", "wire a Musubi Models node to it")
     arch = arch_of(models)
-    if "video" in dataset.media and arch.image_only:
+    if "video" in dataset.media and "video" not in arch.media_for(models.selectors):
         raise user_error(f"{arch.display_name} trains on images only, but the dataset has video folders",
                          "use an image folder, or a video architecture (HunyuanVideo, Wan, FramePack, "
                          "Kandinsky 5)")

@@ -1,0 +1,370 @@
+"""The nodes inside a real ComfyUI 0.3.75 server, driven over HTTP and the websocket as an API
+user would: node definitions, dry runs for every architecture, a whole dataset -> cache ->
+cache -> train workflow against the fake musubi venv (progress, caching, delivery), Cancel
+during training and during silent model loading, and errors with their hints.
+
+The server's children get the fake's knobs through the pack's settings file in ComfyUI's
+user folder (``user/__musubi-tuner-nodes/config.json`` -> ``env``), rewritten per test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import psutil
+import pytest
+
+from comfy_harness import ComfyClient, ComfyServer, PromptRun
+from executor import catalogue as cat
+from executor.flagfacts import load_flags
+from fakes import FakeMusubi, fake_musubi, png_bytes  # noqa: F401  (fake_musubi is a fixture)
+
+pytestmark = pytest.mark.comfyui
+
+MODEL_FOLDERS = ("diffusion_models", "vae", "text_encoders", "clip_vision")
+TINY_SAFETENSORS = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "
+FACTS = load_flags()["scripts"]
+STEPS_NODES = {"MusubiCacheLatents", "MusubiCacheTextEncoder", "MusubiTrainLoRA"}
+
+
+def models_node_id(arch: cat.Architecture) -> str:
+    return "MusubiModels" + "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", arch.id) if p)
+
+
+def tiny(folder: str) -> str:
+    return f"tiny_{folder}.safetensors"
+
+
+@pytest.fixture(scope="module")
+def server(comfy_servers: Any, fake_musubi: FakeMusubi) -> ComfyServer:  # noqa: F811
+    srv = comfy_servers.start("nodes-e2e", env={"MUSUBI_TUNER_ROOT": str(fake_musubi.root),
+                                                "MUSUBI_TUNER_ENV": str(fake_musubi.venv)})
+    for folder in MODEL_FOLDERS:
+        path = srv.base_dir / "models" / folder / tiny(folder)
+        if not path.exists():
+            path.write_bytes(TINY_SAFETENSORS)
+    return srv
+
+
+@pytest.fixture
+def client(server: ComfyServer) -> ComfyClient:
+    return server.client()
+
+
+@pytest.fixture
+def fake_env(server: ComfyServer) -> Iterator[Any]:
+    """``fake_env(FAKE_MUSUBI_SCENARIO="oom", ...)`` sets the fake's knobs for the next runs."""
+    path = server.base_dir / "user" / "__musubi-tuner-nodes" / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def set_env(**env: str) -> None:
+        path.write_text(json.dumps({"env": {k: str(v) for k, v in env.items()}}), encoding="utf-8")
+
+    set_env()
+    yield set_env
+    set_env()
+
+
+def image_folder(server: ComfyServer, name: str, count: int = 3, *, video: bool = False,
+                 control: bool = False) -> str:
+    folder = server.base_dir / "input" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(1, count + 1):
+        media = folder / (f"clip{i}.mp4" if video else f"img{i}.png")
+        media.write_bytes(b"\x00\x00\x00\x18ftypmp42" if video else png_bytes(64, 64))
+        media.with_suffix(".txt").write_text(f"a photo number {i}", encoding="utf-8")
+    if control:
+        ctl = server.base_dir / "input" / f"{name}_control"
+        ctl.mkdir(exist_ok=True)
+        for i in range(1, count + 1):
+            (ctl / f"img{i}.png").write_bytes(png_bytes(64, 64))
+    return name
+
+
+def dataset_node(directory: str, *, video: bool = False, control: str = "") -> dict[str, Any]:
+    inputs = {"media": "video" if video else "image", "directory": directory, "caption_extension": ".txt",
+              "width": 64, "height": 64, "batch_size": 1, "num_repeats": 1, "enable_bucket": False,
+              "bucket_no_upscale": False, "target_frames": "1", "frame_extraction": "head", "frame_stride": 1,
+              "frame_sample": 1, "max_frames": 129, "source_fps": 0.0}
+    if control:
+        inputs["control_directory"] = control
+    return {"class_type": "MusubiDatasetConfig", "inputs": inputs}
+
+
+def models_node(arch: cat.Architecture, selectors: dict[str, Any] | None = None) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    for s in arch.selectors:
+        value = (selectors or {}).get(s.name, s.default)
+        inputs[s.name] = value if isinstance(value, bool) else str(value)
+    for m in arch.models:
+        inputs[m.name] = (m.default or "") if m.kind == "hf_id" else tiny(m.folder)
+    return {"class_type": models_node_id(arch), "inputs": inputs}
+
+
+def workflow(directory: str, arch_id: str = "wan", *, output_name: str, dry_run: bool = False,
+             selectors: dict[str, Any] | None = None, video: bool = False, control: str = "",
+             **train: Any) -> dict[str, Any]:
+    arch = cat.get_architecture(arch_id)
+    return {
+        "1": dataset_node(directory, video=video, control=control),
+        "2": models_node(arch, selectors if selectors is not None else ({"task": "t2v-1.3B"} if arch_id == "wan" else None)),
+        "3": {"class_type": "MusubiCacheLatents", "inputs": {"dataset": ["1", 0], "models": ["2", 0], "dry_run": dry_run}},
+        "4": {"class_type": "MusubiCacheTextEncoder",
+              "inputs": {"dataset": ["3", 0], "models": ["2", 0], "dry_run": dry_run}},
+        "5": {"class_type": "MusubiTrainLoRA",
+              "inputs": {"dataset": ["4", 0], "models": ["2", 0], "output_name": output_name,
+                         "max_train_epochs": 2, "optimizer_type": "AdamW", "dry_run": dry_run, **train}},
+    }
+
+
+def train_progress(run: PromptRun) -> list[tuple[int, int]]:
+    return [(m.data["value"], m.data["max"]) for m in run.of_type("progress") if m.data.get("node") == "5"]
+
+
+def executed_output(run: PromptRun, node: str) -> dict[str, Any]:
+    for m in run.of_type("executed"):
+        if m.data.get("node") == node:
+            return m.data["output"]
+    raise AssertionError(f"node {node} did not report an output; got {run.types}")
+
+
+def run_processes(fake: FakeMusubi) -> list[int]:
+    """Processes started from the fake musubi install (its venv python, launcher, workers)."""
+    root = str(fake.root.parent)
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(root in arg for arg in (proc.info["cmdline"] or [])):
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def assert_flags_accepted(script: str, args: list[str]) -> None:
+    """Every flag is one the script defines (full name), with a value when it takes one, and
+    every required flag is present, per the recorded flag facts of musubi-tuner v0.3.4."""
+    facts = FACTS[script]["flags"]
+    seen = set()
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if not token.startswith("--"):
+            continue
+        assert token in facts, f"{script} has no flag {token}"
+        seen.add(token)
+        fact = facts[token]
+        if fact["takes_value"]:
+            assert i < len(args) and not args[i].startswith("--"), f"{script} {token} needs a value"
+            if fact["choices"]:
+                assert args[i] in [str(c) for c in fact["choices"]], f"{script} {token} {args[i]!r}"
+    required = {name for name, fact in facts.items() if fact["required"]}
+    assert required <= seen, f"{script}: required {sorted(required - seen)} missing"
+
+
+# ---------------------------------------------------------------------------- node definitions
+
+@pytest.mark.timeout(120)
+def test_object_info_lists_every_node_with_tooltips(client: ComfyClient) -> None:
+    info = client.object_info()
+    expected = {"MusubiDatasetConfig", "MusubiLoadDatasetConfig", "MusubiSetupCheck", *STEPS_NODES}
+    expected |= {models_node_id(a) for a in cat.ARCHITECTURES.values()}
+    missing = expected - set(info)
+    assert not missing, f"not registered: {sorted(missing)}"
+    for node_id in expected:
+        node = info[node_id]
+        assert node["category"].startswith("Musubi Tuner"), node_id
+        assert node["description"], node_id
+        for group in ("required", "optional"):
+            for name, spec in node["input"].get(group, {}).items():
+                assert len(spec) > 1 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+        assert len(node["output_tooltips"]) == len(node["output"]), node_id
+        assert all(node["output_tooltips"]), node_id
+    for node_id in STEPS_NODES | {"MusubiSetupCheck"}:
+        assert info[node_id]["output_node"], f"{node_id} must be an output node so a workflow ending in it runs"
+    wan = info[models_node_id(cat.get_architecture("wan"))]["input"]
+    assert tiny("diffusion_models") in wan["required"]["dit"][0]
+    assert wan["optional"]["dit_high_noise"][0][0] == "(none)"
+    assert wan["required"]["task"][0] == [str(c) for c in cat.get_architecture("wan").selector("task").choices]
+
+
+# ---------------------------------------------------------------------------- dry runs
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("arch_id", list(cat.ARCHITECTURES))
+def test_dry_run_of_the_whole_chain_gives_commands_musubi_accepts(
+        arch_id: str, server: ComfyServer, client: ComfyClient, fake_env: Any) -> None:
+    arch = cat.get_architecture(arch_id)
+    defaults = {s.name: s.default for s in arch.selectors}
+    if arch_id == "wan":
+        defaults["task"] = "t2v-1.3B"
+    video = "image" not in arch.media_for(defaults)
+    control = arch.control_for(defaults) in ("required", "exactly_one")
+    folder = image_folder(server, f"dry_{arch_id}", video=video, control=control)
+    prompt = workflow(folder, arch_id, output_name=f"dry_{arch_id}", dry_run=True, selectors=defaults,
+                      video=video, control=f"{folder}_control" if control else "")
+    run = client.run(prompt, timeout=120)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types
+    for node, step in (("3", cat.CACHE_LATENTS), ("4", cat.CACHE_TEXT_ENCODER), ("5", cat.TRAIN)):
+        output = executed_output(run, node)
+        assert output["text"][0].startswith("DRY RUN: nothing was launched"), output["text"][0]
+        argv = output["argv"]
+        script = arch.scripts[step]
+        index = next(i for i, a in enumerate(argv) if a.replace("\\", "/").endswith("/" + script))
+        assert_flags_accepted(script, argv[index + 1:])
+        if step == cat.TRAIN:
+            assert "accelerate.commands.launch" in argv[:index]
+    assert not list((server.base_dir / "models" / "loras").rglob(f"dry_{arch_id}*")), "a dry run delivered a LoRA"
+
+
+# ---------------------------------------------------------------------------- a real run
+
+@pytest.mark.timeout(240)
+def test_whole_workflow_trains_delivers_and_is_cached_until_the_dataset_changes(
+        server: ComfyServer, client: ComfyClient, fake_env: Any) -> None:
+    folder = image_folder(server, "full_run", count=3)
+    prompt = workflow(folder, output_name="e2e_full")
+
+    run = client.run(prompt, timeout=120)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types
+    progress = train_progress(run)
+    assert progress, "no progress messages for the Train node"
+    assert {total for _, total in progress} == {6}, progress  # 3 images x 2 epochs, batch 1
+    assert progress[-1] == (6, 6)
+    texts = run.progress_texts("5")
+    assert any("avr_loss" in t for t in texts), texts
+    assert any("epoch 2/2" in t for t in texts), texts
+    caching = [m.data for m in run.of_type("progress") if m.data.get("node") == "3"]
+    assert caching and caching[-1]["value"] == caching[-1]["max"] == 3, caching
+
+    output = executed_output(run, "5")
+    assert output["lora"] == ["musubi-tuner/e2e_full.safetensors"]
+    loras = client.object_info("LoraLoader")["LoraLoader"]["input"]["required"]["lora_name"][0]
+    assert "musubi-tuner/e2e_full.safetensors" in loras
+    run_dir = Path(output["run_dir"][0])
+    assert (run_dir / "e2e_full-000001.safetensors").is_file(), "the epoch save stays in the run folder"
+
+    again = client.run(prompt, timeout=60)
+    assert again.outcome == "success"
+    cached = again.of_type("execution_cached")[0].data["nodes"]
+    assert set(cached) == {"1", "2", "3", "4", "5"}, cached
+    assert not train_progress(again)
+
+    (server.base_dir / "input" / folder / "img4.png").write_bytes(png_bytes(64, 64))
+    (server.base_dir / "input" / folder / "img4.txt").write_text("a fourth photo", encoding="utf-8")
+    changed = client.run(prompt, timeout=120)
+    assert changed.outcome == "success", changed.terminal.data if changed.terminal else changed.types
+    assert {total for _, total in train_progress(changed)} == {8}
+    assert executed_output(changed, "5")["lora"] == ["musubi-tuner/e2e_full_2.safetensors"], \
+        "an existing LoRA is never overwritten"
+
+
+@pytest.mark.timeout(240)
+def test_a_deleted_lora_retrains_without_recaching(server: ComfyServer, client: ComfyClient, fake_env: Any) -> None:
+    folder = image_folder(server, "deleted_output", count=2)
+    prompt = workflow(folder, output_name="e2e_deleted")
+    first = client.run(prompt, timeout=120)
+    assert first.outcome == "success"
+    lora = server.base_dir / "models" / "loras" / "musubi-tuner" / "e2e_deleted.safetensors"
+    assert lora.is_file()
+    lora.unlink()
+    second = client.run(prompt, timeout=120)
+    assert second.outcome == "success"
+    assert set(second.of_type("execution_cached")[0].data["nodes"]) == {"1", "2", "3", "4"}
+    assert train_progress(second) and lora.is_file()
+    third = client.run(prompt, timeout=60)
+    assert set(third.of_type("execution_cached")[0].data["nodes"]) == {"1", "2", "3", "4", "5"}
+
+
+# ---------------------------------------------------------------------------- cancel
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("moment", ["training", "silent model loading"])
+def test_interrupt_ends_the_prompt_quietly_and_leaves_no_process(
+        moment: str, server: ComfyServer, client: ComfyClient, fake_env: Any, fake_musubi: FakeMusubi,  # noqa: F811
+) -> None:
+    folder = image_folder(server, f"interrupt_{moment.split()[-1]}", count=3)
+    prompt = workflow(folder, output_name=f"e2e_interrupt_{moment.split()[-1]}", max_train_epochs=20)
+    # cache first (the fake's knobs below slow every script), so only training is slow
+    caching = client.run({k: v for k, v in prompt.items() if k != "5"}, timeout=120)
+    assert caching.outcome == "success", caching.terminal.data if caching.terminal else caching.types
+    fake_env(FAKE_MUSUBI_STEP_SECONDS="0.5", FAKE_MUSUBI_LOAD_SECONDS="60" if moment != "training" else "0")
+    with client.socket() as sock:
+        prompt_id = client.queue_prompt(prompt)["prompt_id"]
+        if moment == "training":
+            sock.wait_for(lambda m: m.type == "progress" and m.data.get("node") == "5" and m.data["value"] >= 1, 90)
+        else:
+            sock.wait_for(lambda m: m.type == "progress_text" and m.data["node"] == "5"
+                          and "loading model" in m.data["text"], 90)
+            time.sleep(1.0)  # the fake now prints nothing until its load time is over
+        assert run_processes(fake_musubi), "the training was not running"
+        client.interrupt(prompt_id)
+        asked = time.monotonic()
+        run = sock.collect(prompt_id, timeout=30)
+    assert run.outcome == "interrupted", run.terminal.data if run.terminal else run.types
+    assert run.terminal.data["node_type"] == "MusubiTrainLoRA"
+    while run_processes(fake_musubi) and time.monotonic() - asked < 2.0:
+        time.sleep(0.05)
+    assert not run_processes(fake_musubi), "a process of the run outlived the Cancel by 2 s"
+    assert not run.of_type("execution_error")
+
+
+# ---------------------------------------------------------------------------- errors
+
+@pytest.mark.timeout(180)
+def test_a_failing_run_reports_its_hint_and_keeps_the_run_folder(
+        server: ComfyServer, client: ComfyClient, fake_env: Any) -> None:
+    fake_env(FAKE_MUSUBI_SCENARIO="oom")
+    folder = image_folder(server, "failing", count=2)
+    run = client.run(workflow(folder, output_name="e2e_oom"), timeout=120)
+    assert run.outcome == "error"
+    error = run.terminal.data
+    assert error["node_type"] == "MusubiTrainLoRA"
+    assert error["exception_type"] == "musubi_tuner.OutOfMemory"
+    message = error["exception_message"]
+    assert "out of memory" in message.lower() and "\nhint: " in message and "blocks_to_swap" in message
+    log = re.search(r"full log: (.+run\.log)", message)
+    assert log, message
+    run_dir = Path(log.group(1)).parent
+    for name in ("command.txt", "dataset.toml", "run.log", "result.json"):
+        assert (run_dir / name).is_file(), f"{name} missing from {run_dir}"
+    assert json.loads((run_dir / "result.json").read_text(encoding="utf-8"))["status"] == "failed"
+    assert not (server.base_dir / "models" / "loras" / "musubi-tuner" / "e2e_oom.safetensors").exists()
+
+
+@pytest.mark.timeout(120)
+def test_pre_flight_problems_reach_execution_error_before_anything_runs(
+        server: ComfyServer, client: ComfyClient) -> None:
+    folder = image_folder(server, "video_for_image_arch", count=1, video=True)
+    prompt = workflow(folder, "qwen_image", output_name="e2e_preflight", video=True)
+    run = client.run(prompt, timeout=60)
+    assert run.outcome == "error"
+    assert run.terminal.data["node_id"] == "3"
+    assert "images only" in run.terminal.data["exception_message"]
+    assert "hint:" in run.terminal.data["exception_message"]
+
+
+@pytest.mark.timeout(60)
+def test_a_missing_dataset_folder_is_refused_when_queued(client: ComfyClient) -> None:
+    from comfy_harness import ComfyHTTPError
+
+    prompt = workflow("no_such_folder_anywhere", output_name="e2e_missing")
+    with pytest.raises(ComfyHTTPError) as info:
+        client.queue_prompt(prompt)
+    assert info.value.status == 400
+    assert "folder not found" in json.dumps(info.value.node_errors)
+
+
+@pytest.mark.timeout(120)
+def test_setup_check_shows_the_chosen_install(client: ComfyClient, fake_musubi: FakeMusubi) -> None:  # noqa: F811
+    run = client.run({"1": {"class_type": "MusubiSetupCheck", "inputs": {"refresh": True}}}, timeout=90)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types
+    text = executed_output(run, "1")["text"][0]
+    assert str(fake_musubi.root) in text
+    assert "accelerate" in text
+    assert run.progress_texts("1"), "the report is shown on the node"
