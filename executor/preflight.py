@@ -1,6 +1,6 @@
 """Pre-flight: every problem with a planned musubi step found at once, before anything runs.
 
-Cheap checks only (stat, directory listings, 16-byte header sniffs, the cached venv probe):
+Cheap checks only (stat, directory listings, 32-byte header sniffs, the cached venv probe):
 no model is loaded, no musubi code runs, so a broken setup is rejected in well under a
 second instead of after minutes of model loading. Each Problem names the input and the
 fix. Imports only the standard library and sibling modules.
@@ -72,11 +72,11 @@ def effective_options(arch: Any, step: str, options: Optional[Mapping[str, Any]]
 
 def sniff_model_file(path: str) -> Optional[str]:
     """None when ``path`` looks like a model file of its extension, else why not.
-    Reads at most 16 bytes."""
+    Reads at most 32 bytes."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
-            head = fh.read(16)
+            head = fh.read(32)
     except OSError as exc:
         return f"cannot read it ({exc.strerror or exc})"
     if size == 0:
