@@ -13,29 +13,34 @@ Fixtures:
   ``custom_nodes/musubi-tuner-nodes``, plus the test-only ``HarnessProbe`` node
   (tests/fixtures/comfy_probe/harness_probe.py).
 - ``comfy_client`` (function): a ComfyClient for ``comfy_server`` with a fresh client id.
+- ``comfy_cli`` (session): comfy-cli (+ ruff) in its own cached venv, for ``comfy node validate``.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from comfy_harness import (
     PACK_FOLDER_NAME,
     PROJECT_ROOT,
+    ComfyCli,
     ComfyClient,
     ComfyInstall,
     ComfyServer,
     ServerFailed,
     SetupFailed,
+    ensure_comfy_cli,
     ensure_comfyui,
 )
 
 PROBE_NODE = Path(__file__).resolve().parent / "fixtures" / "comfy_probe" / "harness_probe.py"
 COMFY_FIXTURES = ("comfy_install", "comfy_servers", "comfy_server", "comfy_client")
+# what each cached install is, keyed by the fixture that needs it
+_INSTALLERS: dict[str, Callable[..., Any]] = {"comfy_install": ensure_comfyui, "comfy_cli": ensure_comfy_cli}
 _setup: dict[str, Any] = {}
 
 
@@ -44,38 +49,48 @@ def _in_ci() -> bool:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Set up the pinned ComfyUI before any test runs, if a selected test needs it."""
+    """Set up the cached installs the selected tests need, before any test (and its timeout) runs."""
     if session.config.option.collectonly:
         return
-    if not any(name in item.fixturenames for item in session.items for name in COMFY_FIXTURES
-               if hasattr(item, "fixturenames")):
-        return
+    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
 
     def say(text: str) -> None:
         if reporter is not None:
             reporter.write_line(f"[comfyui setup] {text}")
 
+    for name in _INSTALLERS:
+        if name in wanted and name not in _setup:
+            _setup[name] = _attempt(name, say)
+
+
+def _attempt(name: str, log: Callable[[str], None] | None) -> Any:
     try:
-        _setup["install"] = ensure_comfyui(log=say)
+        return _INSTALLERS[name](log=log)
     except (SetupFailed, OSError) as exc:
-        _setup["error"] = exc
+        return exc  # reported by the fixture, inside a test, as a skip (or a failure in CI)
+
+
+def _install(name: str) -> Any:
+    if name not in _setup:  # the collection hook did not run for it (a plugin loaded late)
+        _setup[name] = _attempt(name, None)
+    result = _setup[name]
+    if isinstance(result, BaseException):
+        message = f"{name}: the pinned set-up could not be installed: {result}"
+        if _in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return result
 
 
 @pytest.fixture(scope="session")
 def comfy_install() -> ComfyInstall:
-    if "install" not in _setup and "error" not in _setup:
-        # the collection hook did not run (e.g. this plugin was imported late): set up now
-        try:
-            _setup["install"] = ensure_comfyui()
-        except (SetupFailed, OSError) as exc:
-            _setup["error"] = exc
-    if "error" in _setup:
-        message = f"the pinned ComfyUI could not be set up: {_setup['error']}"
-        if _in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return _setup["install"]
+    return _install("comfy_install")
+
+
+@pytest.fixture(scope="session")
+def comfy_cli() -> ComfyCli:
+    return _install("comfy_cli")
 
 
 class ServerFactory:

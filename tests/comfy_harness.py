@@ -439,9 +439,10 @@ class ComfyServer:
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        # A user's ComfyUI does not run with PYTHONUNBUFFERED, and the pack's children inherit
-        # the server's environment; an inherited PYTHONPATH would leak the test venv in.
-        for name in ("PYTHONUNBUFFERED", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"):
+        # A user's ComfyUI runs without PYTHONUNBUFFERED / PYTHONDONTWRITEBYTECODE (this machine
+        # exports both), and the pack's children inherit the server's environment; an inherited
+        # PYTHONPATH would leak the test venv in.
+        for name in ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"):
             env.pop(name, None)
         env["PYTHONPATH"] = str(self.install.stub_path)
         env.update(self.env)
