@@ -162,6 +162,10 @@ def run(workload: Workload) -> list[Row]:
             row.notes.append(f"median over {REPEATS}: run() returned {fmt_ms(returned)} after should_cancel; "
                              f"request → should_cancel True {fmt_ms(noticed)}; "
                              f"result.cancelled={all(s.cancelled for s in samples)}")
+            if script == "launcher.py":
+                row.notes.append("the grandchild ignores SIGTERM, so the tree lives until SIGKILL, sent "
+                                 "grace_period seconds after SIGTERM (executor/tree.py ProcessTree.stop): "
+                                 "tree gone ≈ grace_period, whatever the reader does")
             leftovers = sorted({p for s in samples for p in s.survivors})
             if leftovers:
                 row.notes.append("SURVIVORS: " + ", ".join(leftovers))
