@@ -170,13 +170,21 @@ def _run_name(step: str, label: str) -> str:
     return f"{stamp}_{step}_{safe[:60]}"
 
 
+# Run folders are created only when a plan runs, so names handed out by this process are
+# remembered: two plans made in the same millisecond still get different folders.
+_RESERVED: set[str] = set()
+_RESERVED_LOCK = threading.Lock()
+
+
 def _unique_run_dir(runs_dir: str, step: str, label: str) -> str:
     name = _run_name(step, label)
     path = os.path.join(runs_dir, name)
     n = 2
-    while os.path.exists(path):
-        path = os.path.join(runs_dir, f"{name}-{n}")
-        n += 1
+    with _RESERVED_LOCK:
+        while os.path.exists(path) or path in _RESERVED:
+            path = os.path.join(runs_dir, f"{name}-{n}")
+            n += 1
+        _RESERVED.add(path)
     return path
 
 
