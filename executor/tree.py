@@ -67,9 +67,9 @@ def _label(proc: psutil.Process) -> str:
         name = proc.name()
     except (psutil.Error, OSError):
         return "?"
+    if "-m" in cmdline[1:-1]:  # python -m accelerate.commands.launch ... script.py: the launcher
+        return f"{name} -m {cmdline[cmdline.index('-m') + 1]}"
     script = next((os.path.basename(a) for a in cmdline[1:] if a.endswith(".py")), "")
-    if not script and "-m" in cmdline[1:-1]:
-        script = "-m " + cmdline[cmdline.index("-m") + 1]
     return f"{name} {script}".strip()
 
 
