@@ -289,7 +289,8 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
                 command = python_command(install, arch.scripts[spec.step], [*args, *extra], settings)
         except (SetupError, TypeError) as exc:
             problems.append(Problem("command", getattr(exc, "message", str(exc)),
-                                    getattr(exc, "hint", "") or "check the accelerate options"))
+                                    getattr(exc, "hint", "") or "check the accelerate options and the "
+                                    "musubi-tuner checkout; the command could not be built"))
     if any(p.is_error for p in problems) or command is None:
         raise fail()
 
