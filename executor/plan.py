@@ -99,20 +99,21 @@ class PlanSpec:
         return spec
 
     def _absolutize(self, base: str) -> None:
-        def absolute(value: Any, must_exist: bool = False) -> Any:
+        def absolute(value: Any, maybe_hf_id: bool = False) -> Any:
             if not isinstance(value, str) or not value or value.startswith("-") or "\x00" in value:
                 return value  # pre-flight reports these
             value = os.path.expanduser(value)
             if os.path.isabs(value):
                 return value
             joined = os.path.normpath(os.path.join(base, value))
-            if must_exist and not (value.startswith(".") or os.path.exists(joined)):
-                return value  # e.g. a Hugging Face id such as Qwen/Qwen2.5-VL-7B-Instruct
+            if maybe_hf_id and not os.path.exists(joined) and re.match(r"^[\w.-]+/[\w.-]+$", value) \
+                    and not value.lower().endswith((".safetensors", ".sft", ".pt", ".pth", ".bin", ".ckpt")):
+                return value  # a Hugging Face id such as Qwen/Qwen2.5-VL-7B-Instruct
             return joined
 
         if isinstance(self.dataset_config, str):
             self.dataset_config = absolute(self.dataset_config)
-        self.models = {k: absolute(v, must_exist=True) for k, v in (self.models or {}).items()}
+        self.models = {k: absolute(v, maybe_hf_id=True) for k, v in (self.models or {}).items()}
         self.output_dir = absolute(self.output_dir)
         self.runs_dir = absolute(self.runs_dir)
         options = dict(self.options or {})

@@ -307,3 +307,18 @@ def test_cache_steps_lock_their_cache_folders(work: Work) -> None:
         with pytest.raises(RunLocked):
             execute_plan(plan)
     assert not Path(plan.run_dir).exists()
+
+
+def test_spec_paths_are_relative_to_the_spec_folder_but_hugging_face_ids_stay(tmp_path: Path) -> None:
+    spec = PlanSpec.from_dict({"architecture": "kandinsky5", "step": "cache_text_encoder",
+                               "dataset_config": "d.toml",
+                               "models": {"text_encoder_qwen": "Qwen/Qwen2.5-VL-7B-Instruct",
+                                          "vae": "models/vae.safetensors", "text_encoder_clip": "./clip"},
+                               "options": {"resume": "state"}, "output_dir": "out"}, base_dir=tmp_path)
+    assert spec.dataset_config == str(tmp_path / "d.toml")
+    assert spec.models == {"text_encoder_qwen": "Qwen/Qwen2.5-VL-7B-Instruct",
+                           "vae": str(tmp_path / "models" / "vae.safetensors"),
+                           "text_encoder_clip": str(tmp_path / "clip")}
+    assert spec.options["resume"] == str(tmp_path / "state") and spec.output_dir == str(tmp_path / "out")
+    with pytest.raises(ConfigError):
+        PlanSpec.from_dict({"architecture": "wan"})
