@@ -203,12 +203,16 @@ class _Readers:
     def _read(self, name: str, pipe: Any) -> None:
         try:
             fd = pipe.fileno()
-            while not self._stop.is_set():
-                if not IS_WINDOWS:
-                    import select
+            poller = None
+            if not IS_WINDOWS:
+                import select
 
-                    if not select.select([fd], [], [], READER_WAKE)[0]:
-                        continue
+                # poll, not select: ComfyUI may hold more than FD_SETSIZE (1024) files.
+                poller = select.poll()
+                poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+            while not self._stop.is_set():
+                if poller is not None and not poller.poll(READER_WAKE * 1000):
+                    continue
                 data = os.read(fd, CHUNK)
                 if not self._put((name, data)) or not data:
                     return
@@ -317,17 +321,19 @@ class _Session:
             if self.exit_time is None and self.tree.popen.poll() is not None:
                 self.exit_time = now
             if self.exit_time is not None:
+                # The run is over: only the pipes remain (cancel or limits no longer apply).
                 if not self.readers.open:
                     return None
                 if now - self.exit_time >= DRAIN_AFTER_EXIT:
                     return None  # leftovers hold the pipes; finish() stops them
+                continue
             if now >= next_check:
                 next_check = now + poll_interval
                 if should_cancel is not None and should_cancel():
                     return "cancelled"
                 if deadline is not None and now >= deadline:
                     return "timed_out"
-                if stall_timeout and self.exit_time is None and now - self.last_output >= stall_timeout:
+                if stall_timeout and now - self.last_output >= stall_timeout:
                     return "stalled"
 
     def handle(self, item: Optional[tuple[str, Any]], *, deliver: bool) -> None:

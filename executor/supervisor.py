@@ -50,11 +50,16 @@ def main(argv):
         os.write(2, f"cannot start {command[0]}: {exc}\n".encode("utf-8", "replace"))
         return 127
 
+    # poll, not select: the control fd keeps its number from the starter, which
+    # may be above select's FD_SETSIZE.
+    poller = select.poll()
+    for fd in (control_fd, wake_r):
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     forwarded = set()
     status = None
     while status is None:
         try:
-            ready, _, _ = select.select([control_fd, wake_r], [], [], CHECK_PARENT_EVERY)
+            ready = [fd for fd, _ in poller.poll(CHECK_PARENT_EVERY * 1000)]
         except InterruptedError:
             ready = []
         if wake_r in ready:
@@ -76,7 +81,9 @@ def _parent_alive(control_fd, parent, ready=None):
     """False once the starter is gone: its end of the control pipe closed (any
     death, SIGKILL included) or we were re-parented (a fork of it kept the pipe)."""
     if ready is None:
-        ready, _, _ = select.select([control_fd], [], [], 0)
+        poller = select.poll()
+        poller.register(control_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        ready = [fd for fd, _ in poller.poll(0)]
     if control_fd in ready:
         try:
             if os.read(control_fd, 512) == b"":

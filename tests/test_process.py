@@ -244,6 +244,30 @@ def test_a_log_that_cannot_be_written_does_not_stop_the_run() -> None:
     assert any("/dev/full" in w and "could not be written" in w for w in result.warnings)
 
 
+@POSIX_ONLY
+@pytest.mark.timeout(60)
+def test_pipes_above_fd_setsize_work() -> None:
+    """ComfyUI holds many files; select() would fail on descriptors >= 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip("the open-files limit is too low")
+    base = os.open(os.devnull, os.O_RDONLY)
+    held = []
+    try:
+        while True:
+            fd = os.dup(base)
+            held.append(fd)
+            if fd >= 1100:
+                break
+        result = run(py("print('high fds')"))
+    finally:
+        for fd in held + [base]:
+            os.close(fd)
+    assert result.ok and result.tail == ["high fds"]
+
+
 # -- stopping --------------------------------------------------------------------
 
 @POSIX_ONLY
