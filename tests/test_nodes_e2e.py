@@ -368,3 +368,43 @@ def test_setup_check_shows_the_chosen_install(client: ComfyClient, fake_musubi: 
     assert str(fake_musubi.root) in text
     assert "accelerate" in text
     assert run.progress_texts("1"), "the report is shown on the node"
+
+
+@pytest.mark.timeout(120)
+def test_renamed_hidream_lora_loads_with_the_real_safetensors_library(comfy_install: Any, tmp_path: Path) -> None:
+    """The pure-Python header rewrite gives a file the safetensors library (ComfyUI's) reads,
+    with the renamed keys and the same tensors."""
+    import importlib.util
+    import struct
+    import subprocess
+
+    spec = importlib.util.spec_from_file_location("delivery_under_test",
+                                                  Path(__file__).resolve().parent.parent / "nodes" / "delivery.py")
+    delivery = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(delivery)
+    names = [f"lora_unet_model_language_model_layers_{i}_mlp.lora_{d}.weight" for i in range(3) for d in ("down", "up")]
+    header: dict[str, Any] = {"__metadata__": {"ss_network_module": "networks.lora_hidream_o1"}}
+    data = b""
+    for name in names:
+        header[name] = {"dtype": "F32", "shape": [2, 3], "data_offsets": [len(data), len(data) + 24]}
+        data += struct.pack("<6f", *range(6))
+    blob = json.dumps(header).encode()
+    source = tmp_path / "hidream.safetensors"
+    source.write_bytes(struct.pack("<Q", len(blob)) + blob + data)
+    target = tmp_path / "renamed.safetensors"
+    delivery.rename_keys(str(source), str(target), delivery.prefix_renamer("lora_unet_model_", "lora_unet_"))
+    check = (
+        "import sys, json\n"
+        "from safetensors.torch import load_file\n"
+        "from safetensors import safe_open\n"
+        "t = load_file(sys.argv[1])\n"
+        "meta = safe_open(sys.argv[1], 'pt').metadata()\n"
+        "print(json.dumps({'keys': sorted(t), 'sum': float(sum(v.sum() for v in t.values())), 'meta': meta}))\n"
+    )
+    out = subprocess.run([str(comfy_install.python), "-c", check, str(target)], capture_output=True, text=True,
+                         timeout=90)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["keys"] == sorted(n.replace("lora_unet_model_", "lora_unet_") for n in names)
+    assert result["sum"] == 15.0 * len(names)
+    assert result["meta"] == {"ss_network_module": "networks.lora_hidream_o1"}
