@@ -83,7 +83,12 @@ def run(command: Any, *, on_event: Optional[EventCallback] = None,
     warnings: list[str] = []
     tree = _launch(command, grace_period, warnings)
     script = _script_name(command.argv)
-    session = _Session(tree, script, on_event, log_path, warnings)
+    try:
+        session = _Session(tree, script, on_event, log_path, warnings)
+    except BaseException:
+        tree.stop(grace_period)
+        tree.close()
+        raise
     reason: Optional[str] = None
     try:
         reason = session.pump(should_cancel, started, timeout, stall_timeout, poll_interval)
