@@ -106,7 +106,8 @@ class PlanSpec:
             if os.path.isabs(value):
                 return value
             joined = os.path.normpath(os.path.join(base, value))
-            if maybe_hf_id and not os.path.exists(joined) and re.match(r"^[\w.-]+/[\w.-]+$", value) \
+            if maybe_hf_id and not value.startswith(".") and not os.path.exists(joined) \
+                    and re.match(r"^[\w.-]+/[\w.-]+$", value) \
                     and not value.lower().endswith((".safetensors", ".sft", ".pt", ".pth", ".bin", ".ckpt")):
                 return value  # a Hugging Face id such as Qwen/Qwen2.5-VL-7B-Instruct
             return joined
