@@ -14,16 +14,24 @@ Fixtures:
   (tests/fixtures/comfy_probe/harness_probe.py).
 - ``comfy_client`` (function): a ComfyClient for ``comfy_server`` with a fresh client id.
 - ``comfy_cli`` (session): comfy-cli (+ ruff) in its own cached venv, for ``comfy node validate``.
+- ``chromium`` (session): a headless Chromium (tests/comfy_browser.py); skipped when it is not
+  installed, except in CI (``apt-get install -y chromium``).
+- ``comfy_page`` (function): a new tab on ``comfy_server``'s frontend, loaded and ready
+  (``window.app`` up, the pack's node definitions registered, first-run dialogs off).
+- ``artifacts_dir`` (session): test-artifacts/ (gitignored; MUSUBI_TEST_ARTIFACTS overrides) for
+  screenshots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
+from comfy_browser import BrowserError, CdpPage, Chromium, find_chromium
 from comfy_harness import (
     PACK_FOLDER_NAME,
     PROJECT_ROOT,
@@ -38,7 +46,7 @@ from comfy_harness import (
 )
 
 PROBE_NODE = Path(__file__).resolve().parent / "fixtures" / "comfy_probe" / "harness_probe.py"
-COMFY_FIXTURES = ("comfy_install", "comfy_servers", "comfy_server", "comfy_client")
+COMFY_FIXTURES = ("comfy_install", "comfy_servers", "comfy_server", "comfy_client", "comfy_page")
 # what each cached install is, keyed by the fixture that needs it
 _INSTALLERS: dict[str, Callable[..., Any]] = {"comfy_install": ensure_comfyui, "comfy_cli": ensure_comfy_cli}
 _setup: dict[str, Any] = {}
@@ -152,3 +160,67 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             servers.append(value)
     for server in servers:
         report.sections.append((f"ComfyUI log ({server.base_dir.name})", server.log_tail(60)))
+    page = getattr(item, "funcargs", {}).get("comfy_page")
+    if isinstance(page, CdpPage):
+        report.sections.append(("browser console", "\n".join(page.console[-30:])))
+        artifacts = item.funcargs.get("artifacts_dir")
+        if isinstance(artifacts, Path):
+            with contextlib.suppress(Exception):  # the page may be what broke
+                shot = page.screenshot(artifacts / f"failed-{item.name}.png")
+                report.sections.append(("browser screenshot", str(shot)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Browser
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    configured = os.environ.get("MUSUBI_TEST_ARTIFACTS")
+    path = Path(configured) if configured else PROJECT_ROOT / "test-artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
+    executable = find_chromium()
+    if executable is None:
+        message = "Chromium is not installed (Debian: apt-get install -y chromium)"
+        if _in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    browser = Chromium(executable, log_path=tmp_path_factory.mktemp("chromium") / "chromium.log")
+    try:
+        browser.start()
+    except BrowserError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield browser
+    finally:
+        browser.stop()
+
+
+def pack_node_ids(client: ComfyClient, folder_name: str = PACK_FOLDER_NAME) -> list[str]:
+    """Ids of the nodes /object_info lists from the pack loaded as custom_nodes/<folder_name>."""
+    module = f"custom_nodes.{folder_name}"
+    return sorted(name for name, node in client.object_info().items() if node.get("python_module") == module)
+
+
+# The frontend is ready when its app object has a graph and the node definitions are registered.
+FRONTEND_READY = ("window.app && window.app.vueAppReady && window.app.graph && window.LiteGraph"
+                  " && Object.keys(LiteGraph.registered_node_types).length > 0")
+
+
+@pytest.fixture
+def comfy_page(chromium: Chromium, comfy_server: ComfyServer) -> Iterator[CdpPage]:
+    client = comfy_server.client()
+    # a first visit opens the template browser over the canvas; a user who closed it once has this set
+    client.post("/settings/Comfy.TutorialCompleted", True)
+    page = chromium.tab()
+    try:
+        page.navigate(comfy_server.url)
+        page.wait_for(FRONTEND_READY, timeout=60)
+        yield page
+    finally:
+        page.close()
