@@ -112,10 +112,15 @@ class AccelerateOptions:
 
 def script_path(install: MusubiInstall, script: str) -> str:
     """``<root>/src/musubi_tuner/<script>``; raises TrainerNotFound if the checkout lacks it."""
-    if not script or "/" in script or "\\" in script or script in (".", "..") or not script.endswith(".py"):
-        raise ConfigError(f"musubi-tuner script name {script!r} must be a bare file name ending in .py "
-                          "(for example wan_train_network.py)")
-    path = os.path.join(install.package_dir, script)
+    # Scripts are named relative to src/musubi_tuner: a bare file name, or one
+    # sub-folder deep for the dedicated LoRA converters (networks/convert_*.py).
+    # Anything that could climb out of the package is refused.
+    parts = script.replace("\\", "/").split("/") if script else []
+    if (not parts or len(parts) > 2 or any(part in ("", ".", "..") for part in parts)
+            or not script.endswith(".py")):
+        raise ConfigError(f"musubi-tuner script name {script!r} must be a file name ending in .py inside "
+                          "src/musubi_tuner (for example wan_train_network.py or networks/convert_x.py)")
+    path = os.path.join(install.package_dir, *parts)
     if not os.path.isfile(path):
         raise TrainerNotFound(
             f"musubi-tuner script {script} is not in the checkout {install.root} ({path} is missing)",

@@ -58,11 +58,18 @@ def test_script_path_is_inside_the_package(install: MusubiInstall) -> None:
         install.root, "src", "musubi_tuner", "wan_train_network.py")
 
 
-@pytest.mark.parametrize("name", ["../wan_train_network.py", "musubi_tuner/wan_train_network.py",
-                                  "..\\x.py", "wan_train_network", "", ".."])
-def test_script_names_must_be_bare_py_files(install: MusubiInstall, name: str) -> None:
-    with pytest.raises(ConfigError, match="bare file name"):
+@pytest.mark.parametrize("name", ["../wan_train_network.py", "networks/../../x.py", "a/b/c.py", "/abs.py",
+                                  "..\\x.py", "networks\\..\\x.py", "wan_train_network", "", ".."])
+def test_script_names_cannot_leave_the_package(install: MusubiInstall, name: str) -> None:
+    with pytest.raises(ConfigError, match="inside src/musubi_tuner"):
         script_path(install, name)
+
+
+def test_dedicated_converters_one_folder_deep_are_scripts(install: MusubiInstall) -> None:
+    converter = os.path.join(install.root, "src", "musubi_tuner", "networks", "convert_z_image_lora_to_comfy.py")
+    os.makedirs(os.path.dirname(converter), exist_ok=True)
+    open(converter, "w").close()
+    assert script_path(install, "networks/convert_z_image_lora_to_comfy.py") == converter
 
 
 def test_a_script_missing_from_the_checkout(install: MusubiInstall) -> None:
