@@ -37,6 +37,28 @@ FP8 = [RECOMMENDED, "off", "fp8_base", "fp8_base + fp8_scaled"]
 LAUNCHERS = ["accelerate", "python"]
 
 
+class LoraNameType(str):
+    """The type of the ``lora_name`` output, so it can be wired straight into LoraLoader's
+    ``lora_name`` dropdown (which also orders the loader after training).
+
+    The frontend links outputs to inputs when their comma-separated types overlap, and calls
+    a dropdown's type COMBO. ComfyUI's server checks links with ``received != expected``
+    (``comfy_execution/validation.py`` honours ``__ne__`` overrides) and a dropdown's expected
+    type is its list of choices: that comparison says "equal"; any other type compares as
+    the plain string ``COMBO,STRING``.
+    """
+
+    def __ne__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return False
+        return str.__ne__(self, other)
+
+    __hash__ = str.__hash__
+
+
+LORA_NAME = LoraNameType("COMBO,STRING")
+
+
 def _opt(kind: Any, default: Any, tooltip: str, **extra: Any) -> tuple[Any, dict[str, Any]]:
     return (kind, {"default": default, "tooltip": tooltip, **extra})
 
@@ -75,7 +97,9 @@ def train_inputs() -> dict[str, Any]:
                                     "epochs.", min=0, max=100000000),
             "save_every_n_epochs": _opt("INT", 1, "Also save the LoRA every N epochs (kept in the run folder); "
                                         "0 = only the final LoRA.", min=0, max=100000),
-            "seed": _opt("INT", 42, "Random seed.", min=0, max=0xFFFFFFFF),
+            # The frontend gives every INT named "seed" a "randomize after each queue" control;
+            # a new seed per queue would re-train every time, so it is switched off.
+            "seed": _opt("INT", 42, "Random seed.", min=0, max=0xFFFFFFFF, control_after_generate=False),
             "attention": _opt(ATTENTION, RECOMMENDED, "Attention implementation; (recommended) = sdpa "
                               "(always available). flash_attn/xformers/flash3 must be installed in musubi's venv."),
             "mixed_precision": _opt(MIXED_PRECISION, RECOMMENDED, "Training precision; (recommended) = bf16. "
@@ -206,10 +230,10 @@ class MusubiTrainLoRA:
     CATEGORY = CATEGORY
     FUNCTION = "train"
     OUTPUT_NODE = True
-    RETURN_TYPES = ("STRING", "STRING", "STRING")
+    RETURN_TYPES = (LORA_NAME, "STRING", "STRING")
     RETURN_NAMES = ("lora_name", "lora_path", "run_dir")
-    OUTPUT_TOOLTIPS = ("The LoRA's name as LoraLoader lists it (musubi-tuner/<name>.safetensors); empty for a "
-                       "dry run.",
+    OUTPUT_TOOLTIPS = ("The LoRA's name as LoraLoader lists it (musubi-tuner/<name>.safetensors); wire it to "
+                       "LoraLoader's lora_name. Empty for a dry run.",
                        "Full path of the delivered LoRA file.",
                        "The run folder: command.txt, dataset config, run.log, result.json and the epoch saves.")
 

@@ -408,3 +408,26 @@ def test_renamed_hidream_lora_loads_with_the_real_safetensors_library(comfy_inst
     assert result["keys"] == sorted(n.replace("lora_unet_model_", "lora_unet_") for n in names)
     assert result["sum"] == 15.0 * len(names)
     assert result["meta"] == {"ss_network_module": "networks.lora_hidream_o1"}
+
+
+@pytest.mark.timeout(120)
+def test_lora_name_output_wires_into_lora_loaders_dropdown(server: ComfyServer, client: ComfyClient) -> None:
+    """ComfyUI accepts the Train node's lora_name linked to LoraLoaderModelOnly's lora_name
+    dropdown (validation would answer 400 return_type_mismatch for a plain STRING)."""
+    folder = image_folder(server, "wired_loader", count=1)
+    prompt = workflow(folder, output_name="e2e_wired", dry_run=True)
+    prompt["6"] = {"class_type": "UNETLoader", "inputs": {"unet_name": tiny("diffusion_models"),
+                                                          "weight_dtype": "default"}}
+    prompt["7"] = {"class_type": "LoraLoaderModelOnly",
+                   "inputs": {"model": ["6", 0], "lora_name": ["5", 0], "strength_model": 1.0}}
+    prompt["8"] = {"class_type": "PreviewAny", "inputs": {"source": ["7", 0]}}
+    info = client.object_info("MusubiTrainLoRA")["MusubiTrainLoRA"]
+    assert info["output"][0] == "COMBO,STRING"
+    assert info["input"]["optional"]["seed"][1]["control_after_generate"] is False
+    with client.socket() as sock:
+        queued = client.queue_prompt(prompt)  # raises ComfyHTTPError on a validation failure
+        assert not queued.get("node_errors")
+        run = sock.collect(queued["prompt_id"], timeout=60)
+    # the tiny placeholder is no real model, so loading it fails; the link itself was accepted
+    assert run.outcome == "error"
+    assert run.terminal.data["node_type"] in ("UNETLoader", "LoraLoaderModelOnly")
