@@ -233,3 +233,69 @@ def test_wan_plan_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
     assert lora.is_file() and lora.stat().st_size > 1_000_000
     record = json.loads((Path(train.run_dir) / RESULT_FILE).read_text(encoding="utf-8"))
     assert str(lora) in record["files_produced"]
+
+
+# ---------------------------------------------------------------------------- plans
+
+def _safetensors(path: Path) -> None:
+    """The smallest file pre-flight accepts as safetensors: a length and an empty JSON header."""
+    path.write_bytes((2).to_bytes(8, "little") + b"{}")
+
+
+@pytest.mark.timeout(1800)
+def test_every_plan_command_parses_in_the_real_script(tmp_path: Path) -> None:
+    """The "Done when" of the catalogue issue: for every architecture x step, the command
+    make_plan builds (pre-flight included) is accepted by the real script's parser."""
+    from executor.config import load_settings
+    from executor.plan import make_plan
+
+    root, python = _install()
+    env = _environment(root)
+    settings = load_settings(environ={"HOME": str(tmp_path), "MUSUBI_TUNER_ROOT": root,
+                                      "MUSUBI_TUNER_ENV": str(Path(python).parent.parent)})
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in {m.name for a in cat.ARCHITECTURES.values() for m in a.models} | {"lora"}:
+        _safetensors(models / f"{name}.safetensors")
+
+    by_script: dict[str, list[tuple[str, list[str]]]] = {}
+    for arch in cat.ARCHITECTURES.values():
+        data = tmp_path / arch.id
+        images, controls, cache = data / "images", data / "controls", data / "cache"
+        for folder in (images, controls, cache):
+            folder.mkdir(parents=True)
+        _png(images / "a.png", (10, 20, 30))
+        (images / "a.txt").write_text("a caption", encoding="utf-8")
+        _png(controls / "a.png", (30, 20, 10))
+        # image data everywhere: FramePack takes images only in one-frame mode
+        selectors = next(s for s in selector_combinations(arch) if "image" in arch.media_for(s))
+        _safetensors(cache / f"a_0064x0064_{arch.suffix(selectors)}.safetensors")
+        _safetensors(cache / f"a_{arch.suffix(selectors)}_te.safetensors")
+        control = arch.control_for(selectors) in ("required", "exactly_one")
+        dataset = {"general": {"resolution": [64, 64], "caption_extension": ".txt", "batch_size": 1},
+                   "datasets": [{"image_directory": str(images), "cache_directory": str(cache),
+                                 **({"control_directory": str(controls)} if control else {})}]}
+        for step in arch.scripts:
+            spec = {"architecture": arch.id, "step": step, "runs_dir": str(tmp_path / "runs"), "selectors": selectors,
+                    "models": {m.name: str(models / f"{m.name}.safetensors") for m in arch.models
+                               if m.kind != "hf_id"}}
+            if step == cat.CONVERT:
+                spec.update(models={"lora": str(models / "lora.safetensors")}, output_dir=str(tmp_path / "out"),
+                            output_name=f"{arch.id}_comfy")
+            else:
+                spec.update(dataset_config=dataset, output_dir=str(tmp_path / "out"), output_name=f"{arch.id}_lora")
+            plan = make_plan(settings, spec, use_probe=False)
+            argv = list(plan.command.argv)
+            at = next(i for i, a in enumerate(argv) if a.replace("\\", "/").endswith(arch.scripts[step]))
+            by_script.setdefault(arch.scripts[step], []).append((f"{arch.id} {step}", argv[at + 1:]))
+
+    def run(script: str) -> tuple[str, dict]:
+        argvs = [argv for _, argv in by_script[script]]
+        return script, probe(python, root, script, "batch", argv_lists=argvs, env=env, timeout=600)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = dict(pool.map(run, sorted(by_script)))
+    failures = [f"{name}: {result}" for script, cases in by_script.items()
+                for (name, _), result in zip(cases, answers[script]["results"]) if not result["ok"]]
+    assert not failures, "\n".join(failures)
+    assert sum(len(c) for c in by_script.values()) == 3 * len(cat.ARCHITECTURES) + 3
