@@ -431,3 +431,74 @@ def test_lora_name_output_wires_into_lora_loaders_dropdown(server: ComfyServer, 
     # the tiny placeholder is no real model, so loading it fails; the link itself was accepted
     assert run.outcome == "error"
     assert run.terminal.data["node_type"] in ("UNETLoader", "LoraLoaderModelOnly")
+
+
+# ---------------------------------------------------------------------------- example workflows
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_workflows"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def widget_inputs(node_info: dict[str, Any]) -> list[str]:
+    names = []
+    for group in ("required", "optional"):
+        for name, spec in node_info["input"].get(group, {}).items():
+            if isinstance(spec[0], list) or spec[0] in WIDGET_TYPES:
+                names.append(name)
+    return names
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.json")))
+def test_example_workflow_matches_the_node_definitions_and_its_api_twin(name: str, client: ComfyClient) -> None:
+    ui = json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+    api = json.loads((EXAMPLES / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    info = client.object_info()
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    kinds = {n["type"] for n in ui["nodes"]}
+    assert {"MusubiDatasetConfig", "MusubiCacheLatents", "MusubiCacheTextEncoder", "MusubiTrainLoRA",
+            "LoraLoaderModelOnly"} <= kinds
+    for link_id, src, src_slot, dst, dst_slot, kind in ui["links"]:
+        assert nodes[src]["outputs"][src_slot]["type"] == kind
+        assert nodes[dst]["inputs"][dst_slot]["link"] == link_id
+        assert link_id in nodes[src]["outputs"][src_slot]["links"]
+    for node in ui["nodes"]:
+        if node["type"] == "Note":
+            continue
+        names = widget_inputs(info[node["type"]])
+        assert len(node["widgets_values"]) == len(names), node["type"]
+        twin = api[str(node["id"])]
+        assert twin["class_type"] == node["type"]
+        for widget, value in zip(names, node["widgets_values"]):
+            if widget in twin["inputs"] and not isinstance(twin["inputs"][widget], list):
+                assert twin["inputs"][widget] == value, (node["type"], widget)
+        for entry in node["inputs"]:
+            if entry["link"] is not None:
+                link = next(link for link in ui["links"] if link[0] == entry["link"])
+                assert twin["inputs"][entry["name"]] == [str(link[1]), link[2]]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", sorted(p.stem for p in (EXAMPLES / "api").glob("*.json")))
+def test_api_example_runs_as_a_dry_run_with_local_files(name: str, server: ComfyServer, client: ComfyClient) -> None:
+    """The API example, with its model and folder names swapped for the test server's, is a valid
+    prompt whose three steps give their commands."""
+    prompt = json.loads((EXAMPLES / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    prompt = {k: v for k, v in prompt.items() if v["class_type"].startswith("Musubi")}
+    dataset = prompt["1"]["inputs"]
+    control = bool(dataset.get("control_directory"))
+    folder = image_folder(server, f"example_{name}", control=control)
+    dataset.update(directory=folder, width=64, height=64)
+    if control:
+        dataset["control_directory"] = f"{folder}_control"
+    arch = next(a for a in cat.ARCHITECTURES.values() if models_node_id(a) == prompt["2"]["class_type"])
+    for m in arch.models:
+        if m.name in prompt["2"]["inputs"] and prompt["2"]["inputs"][m.name] != "(none)" and m.kind != "hf_id":
+            prompt["2"]["inputs"][m.name] = tiny(m.folder)
+    for node in ("3", "4", "5"):
+        prompt[node]["inputs"]["dry_run"] = True
+    prompt["5"]["inputs"]["optimizer_type"] = "AdamW"  # the fake venv has no bitsandbytes for adamw8bit
+    run = client.run(prompt, timeout=120)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types
+    for node in ("3", "4", "5"):
+        assert executed_output(run, node)["argv"]
