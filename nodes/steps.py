@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 CATEGORY = "Musubi Tuner/Steps"
 STEP_TITLES = {catalogue.CACHE_LATENTS: "cache latents", catalogue.CACHE_TEXT_ENCODER: "cache text encoder",
                catalogue.TRAIN: "train LoRA", catalogue.CONVERT: "convert LoRA"}
-DRY_RUN_TOOLTIP = ("Only check the inputs and show the exact command (in the node's text and the 'report' "
-                   "output); nothing is launched.")
+DRY_RUN_TOOLTIP = ("Only check the inputs and show the exact command on the node (and in its output); nothing "
+                   "is launched.")
 
 
 def shell_name() -> str:
@@ -278,7 +278,7 @@ class MusubiCacheLatents(CacheNodeBase):
                 "default": "(default)",
                 "tooltip": "VAE precision; (default) = the architecture's. Some architectures do not accept it "
                            "and ignore it."}),
-            "vae_tiling": _bool(False, "HunyuanVideo/FramePack: decode in tiles to save VRAM."),
+            "vae_tiling": _bool(False, "HunyuanVideo/FramePack: run the VAE in tiles to save VRAM."),
             "vae_chunk_size": _int(0, 0, 1024, "HunyuanVideo/FramePack: causal-conv chunk size to save VRAM; "
                                                "0 = off (musubi's docs use 32)."),
             "vae_spatial_tile_sample_min_size": _int(0, 0, 4096, "HunyuanVideo/FramePack: tile size in pixels "

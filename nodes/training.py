@@ -19,7 +19,7 @@ from .errors import MusubiTunerError, reported, user_error
 from .fingerprint import OUTPUTS, digest
 from .progress import StepReporter
 from .steps import (
-    CATEGORY, DRY_RUN_TOOLTIP, STEP_TITLES, accepted_options, arch_of, check_wires, dry_run_text,
+    CATEGORY, STEP_TITLES, accepted_options, arch_of, check_wires, dry_run_text,
     plan_step, run_plan, shell_name, ui,
 )
 from .values import DATASET_TYPE, MODELS_TYPE, MusubiDataset, MusubiModels
@@ -132,7 +132,8 @@ def train_inputs() -> dict[str, Any]:
             "extra_args": _opt("STRING", "", "More musubi flags, full names only (e.g. --max_grad_norm 1.0). "
                                "Checked against the training script's flags; flags set by this node are refused.",
                                multiline=True),
-            "dry_run": _opt("BOOLEAN", False, DRY_RUN_TOOLTIP),
+            "dry_run": _opt("BOOLEAN", False, "Only check the inputs and show the exact command on the node "
+                            "(and in the prompt's history); nothing is launched."),
         },
         "hidden": {"unique_id": "UNIQUE_ID"},
     }

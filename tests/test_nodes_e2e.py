@@ -502,3 +502,49 @@ def test_api_example_runs_as_a_dry_run_with_local_files(name: str, server: Comfy
     assert run.outcome == "success", run.terminal.data if run.terminal else run.types
     for node in ("3", "4", "5"):
         assert executed_output(run, node)["argv"]
+
+
+# ---------------------------------------------------------------------------- translations
+
+LOCALES = Path(__file__).resolve().parent.parent / "locales"
+
+
+def node_texts(node_info: dict[str, Any]) -> dict[str, Any]:
+    inputs = {}
+    for group in ("required", "optional"):
+        for name, spec in node_info["input"].get(group, {}).items():
+            entry = {"name": name}
+            if len(spec) > 1 and spec[1].get("tooltip"):
+                entry["tooltip"] = spec[1]["tooltip"]
+            inputs[name] = entry
+    outputs = {str(i): {"name": n, "tooltip": t}
+               for i, (n, t) in enumerate(zip(node_info["output_name"], node_info["output_tooltips"]))}
+    return {"display_name": node_info["display_name"], "description": node_info["description"],
+            "inputs": inputs, "outputs": outputs}
+
+
+@pytest.mark.timeout(60)
+def test_english_locale_is_exactly_what_the_nodes_say(client: ComfyClient) -> None:
+    """locales/en overrides the definitions in the UI, so a stale entry would hide a fixed tooltip."""
+    ours = {k: v for k, v in client.object_info().items() if k.startswith("Musubi")}
+    en = json.loads((LOCALES / "en" / "main.json").read_text(encoding="utf-8"))["nodeDefs"]
+    assert set(en) == set(ours)
+    for node_id, node_info in ours.items():
+        assert en[node_id] == node_texts(node_info), f"locales/en is stale for {node_id}"
+
+
+@pytest.mark.timeout(60)
+def test_japanese_locale_covers_every_node_and_is_served(client: ComfyClient) -> None:
+    ours = {k: v for k, v in client.object_info().items() if k.startswith("Musubi")}
+    ja = json.loads((LOCALES / "ja" / "main.json").read_text(encoding="utf-8"))["nodeDefs"]
+    assert set(ja) == set(ours)
+    for node_id, node_info in ours.items():
+        entry = ja[node_id]
+        assert entry["display_name"] and entry["description"] and entry["display_name"] != node_info["display_name"]
+        assert set(entry["outputs"]) == {str(i) for i in range(len(node_info["output"]))}
+        if not node_id.startswith("MusubiModels"):
+            for group in ("required", "optional"):
+                for name in node_info["input"].get(group, {}):
+                    assert entry["inputs"][name]["name"] and entry["inputs"][name]["tooltip"], (node_id, name)
+    served = client.get("/i18n")
+    assert served["ja"]["nodeDefs"]["MusubiTrainLoRA"]["display_name"] == ja["MusubiTrainLoRA"]["display_name"]
