@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 
 from ..executor import catalogue
 from . import delivery, host
-from .errors import MusubiTunerError, reported, user_error
+from .errors import MusubiTunerError, error_type, reported, user_error
 from .fingerprint import OUTPUTS, digest
 from .progress import StepReporter
 from .steps import (
@@ -309,8 +309,16 @@ class MusubiTrainLoRA:
 
         reporter.on_event(Phase("delivering", "converting for ComfyUI" if arch.lora_conversion.kind not in
                                 ("none", "not_supported") else "copying to models/loras"))
-        with reported(fail_text):
-            lora_path, how = deliver(trained, name, arch, plan.run_dir, reporter)
+        try:
+            with reported():
+                lora_path, how = deliver(trained, name, arch, plan.run_dir, reporter)
+        except (MusubiTunerError, OSError, ValueError) as exc:
+            # Training itself worked: say so, and where the trained file is.
+            message = (f"training finished, but the LoRA could not be delivered to models/loras: {exc}\n"
+                       f"The trained LoRA is in the run folder: {trained}")
+            fail_text(message)
+            kind = type(exc) if isinstance(exc, MusubiTunerError) else error_type("DeliveryFailed")
+            raise kind(message, getattr(exc, "error", None)) from exc
         lora_name = host.lora_name(lora_path) or os.path.basename(lora_path)
         OUTPUTS.record(catalogue.TRAIN, unique_id, [lora_path])
         detail = f"LoRA: {lora_name} ({how})\nrun folder: {plan.run_dir}"
