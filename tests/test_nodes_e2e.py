@@ -548,3 +548,47 @@ def test_japanese_locale_covers_every_node_and_is_served(client: ComfyClient) ->
                     assert entry["inputs"][name]["name"] and entry["inputs"][name]["tooltip"], (node_id, name)
     served = client.get("/i18n")
     assert served["ja"]["nodeDefs"]["MusubiTrainLoRA"]["display_name"] == ja["MusubiTrainLoRA"]["display_name"]
+
+
+# ---------------------------------------------------------------------------- dataset nodes
+
+@pytest.mark.timeout(120)
+def test_chained_dataset_nodes_make_one_config_with_both_folders(server: ComfyServer, client: ComfyClient) -> None:
+    first = image_folder(server, "chain_a", count=2)
+    second = image_folder(server, "chain_b", count=3)
+    prompt = workflow(first, output_name="e2e_chain", dry_run=True)
+    prompt["9"] = dataset_node(second)
+    prompt["9"]["inputs"]["num_repeats"] = 4
+    prompt["1"]["inputs"]["previous"] = ["9", 0]
+    run = client.run(prompt, timeout=60)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types
+    argv = executed_output(run, "3")["argv"]
+    toml_path = Path(argv[argv.index("--dataset_config") + 1])
+    text = toml_path.read_text(encoding="utf-8")
+    assert text.count("[[datasets]]") == 2 and "num_repeats = 4" in text
+    assert str(server.base_dir / "input" / "chain_a") in text and str(server.base_dir / "input" / "chain_b") in text
+
+
+@pytest.mark.timeout(180)
+def test_an_existing_dataset_toml_trains_through_the_load_node(
+        server: ComfyServer, client: ComfyClient, fake_env: Any, fake_musubi: FakeMusubi) -> None:  # noqa: F811
+    toml = fake_musubi.make_dataset(server.base_dir / "input" / "loaded_toml", images=2)
+    prompt = workflow("unused", output_name="e2e_loaded")
+    prompt["1"] = {"class_type": "MusubiLoadDatasetConfig", "inputs": {"path": str(toml)}}
+    run = client.run(prompt, timeout=120)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types
+    assert {total for _, total in train_progress(run)} == {4}
+    assert (server.base_dir / "models" / "loras" / "musubi-tuner" / "e2e_loaded.safetensors").is_file()
+
+
+@pytest.mark.timeout(60)
+def test_a_broken_dataset_toml_lists_every_problem(server: ComfyServer, client: ComfyClient) -> None:
+    bad = server.base_dir / "input" / "broken.toml"
+    bad.write_text('[general]\nresolution = [64, 64, 3]\ncache_directory = "x"\n\n[[datasets]]\nsource_fps = 30\n',
+                   encoding="utf-8")
+    prompt = workflow("unused", output_name="e2e_broken", dry_run=True)
+    prompt["1"] = {"class_type": "MusubiLoadDatasetConfig", "inputs": {"path": "broken.toml"}}
+    run = client.run(prompt, timeout=60)
+    assert run.outcome == "error" and run.terminal.data["node_id"] == "1"
+    message = run.terminal.data["exception_message"]
+    assert "general.resolution" in message and "general.cache_directory" in message and "hint:" in message
