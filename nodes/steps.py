@@ -68,17 +68,27 @@ def check_wires(dataset: Optional[MusubiDataset], models: Optional[MusubiModels]
 def accepted_options(arch: catalogue.Architecture, step: str, options: Mapping[str, Any],
                      selectors: Optional[Mapping[str, Any]] = None) -> tuple[dict[str, Any], list[str]]:
     """Options the step's script accepts (for these variant choices), and the names of set
-    ones it does not (reported as ignored: one node serves every architecture)."""
+    ones it does not (reported as ignored: one node serves every architecture).
+
+    An accepted option given as False or None is kept: build_args then switches off the
+    architecture's recommendation (fp8 "off", gradient checkpointing off). Callers leave
+    out what the user did not choose.
+    """
     accepted = arch.options_for(step, selectors)
     keep, ignored = {}, []
     for name, value in options.items():
-        if value is None or value is False or value == "":
+        if value == "":
             continue
         if name in accepted or name == "attention":
             keep[name] = value
-        else:
+        elif value is not None and value is not False:
             ignored.append(name)
     return keep, ignored
+
+
+def chosen(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a cache node's user actually set (None = "recommended/default")."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def plan_step(*, step: str, dataset: MusubiDataset, models: MusubiModels, options: Mapping[str, Any],
@@ -219,7 +229,8 @@ class CacheNodeBase:
                                                  "them (faster; do not use after changing resolution or mode).")
         optional["keep_cache"] = _bool(False, "Keep cache files in the cache folder that the dataset no longer "
                                               "produces (musubi deletes them otherwise).")
-        optional["batch_size"] = _int(0, 0, 1024, "Items per encoding batch; 0 = the dataset's batch size.")
+        optional["batch_size"] = _int(0, 0, 1024, "Items per encoding batch; 0 = the architecture's recommendation "
+                                                  "(e.g. 16 for most text encoders), else the dataset's batch size.")
         optional["num_workers"] = _int(0, 0, 64, "Image-loading threads; 0 = musubi's default (CPUs - 1).")
         optional["dry_run"] = _bool(False, DRY_RUN_TOOLTIP)
         return {"required": _wires(), "optional": optional, "hidden": {"unique_id": "UNIQUE_ID"}}
@@ -232,7 +243,8 @@ class CacheNodeBase:
         return OUTPUTS.token(cls.STEP, unique_id, values)
 
     def options(self, arch: catalogue.Architecture, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        return {"skip_existing": inputs.get("skip_existing"), "keep_cache": inputs.get("keep_cache"),
+        """Cache options; None = the architecture's caching recommendation or musubi's default."""
+        return {"skip_existing": inputs.get("skip_existing") or None, "keep_cache": inputs.get("keep_cache") or None,
                 "batch_size": inputs.get("batch_size") or None, "num_workers": inputs.get("num_workers") or None}
 
     def cache(self, dataset: MusubiDataset, models: MusubiModels, unique_id: Any = None,
@@ -241,7 +253,7 @@ class CacheNodeBase:
         arch = arch_of(models)
         step = self.STEP
         title = f"{arch.display_name} {STEP_TITLES[step]}"
-        options, ignored = accepted_options(arch, step, self.options(arch, inputs), models.selectors)
+        options, ignored = accepted_options(arch, step, chosen(self.options(arch, inputs)), models.selectors)
         notes = [f"{name} is not used by {arch.display_name}'s {STEP_TITLES[step]} script; ignored"
                  for name in ignored]
         with reported(lambda message: host.send_text(f"{title}: failed\n{message}", unique_id)):
@@ -278,9 +290,12 @@ class MusubiCacheLatents(CacheNodeBase):
                 "default": "(default)",
                 "tooltip": "VAE precision; (default) = the architecture's. Some architectures do not accept it "
                            "and ignore it."}),
-            "vae_tiling": _bool(False, "HunyuanVideo/FramePack: run the VAE in tiles to save VRAM."),
+            "vae_tiling": (["(recommended)", "on", "off"], {
+                "default": "(recommended)",
+                "tooltip": "HunyuanVideo/FramePack: run the VAE in tiles to save VRAM; (recommended) = what musubi's "
+                           "docs use (on for HunyuanVideo)."}),
             "vae_chunk_size": _int(0, 0, 1024, "HunyuanVideo/FramePack: causal-conv chunk size to save VRAM; "
-                                               "0 = off (musubi's docs use 32)."),
+                                               "0 = the recommendation (32 in musubi's docs)."),
             "vae_spatial_tile_sample_min_size": _int(0, 0, 4096, "HunyuanVideo/FramePack: tile size in pixels "
                                                                  "with tiling; 0 = musubi's default."),
         }
@@ -288,8 +303,10 @@ class MusubiCacheLatents(CacheNodeBase):
     def options(self, arch: catalogue.Architecture, inputs: Mapping[str, Any]) -> dict[str, Any]:
         out = super().options(arch, inputs)
         dtype = inputs.get("vae_dtype")
+        tiling = inputs.get("vae_tiling")
         out.update(vae_dtype=None if dtype in (None, "(default)") else dtype,
-                   vae_tiling=inputs.get("vae_tiling"), vae_chunk_size=inputs.get("vae_chunk_size") or None,
+                   vae_tiling={"on": True, "off": False}.get(tiling),
+                   vae_chunk_size=inputs.get("vae_chunk_size") or None,
                    vae_spatial_tile_sample_min_size=inputs.get("vae_spatial_tile_sample_min_size") or None)
         return out
 

@@ -204,7 +204,7 @@ def write_prompts(text: str) -> str:
     """The sample prompt file musubi reads, content-addressed under output/musubi-tuner/prompts."""
     from ..executor.dataset import write_atomic
 
-    body = "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
+    body = "".join(line.rstrip() + "\n" for line in text.splitlines() if line.strip())
     path = os.path.join(host.output_directory(), host.PACK_FOLDER, "prompts", f"prompts-{digest(body)[:16]}.txt")
     if not os.path.exists(path):
         write_atomic(path, body, overwrite="always")

@@ -592,3 +592,63 @@ def test_a_broken_dataset_toml_lists_every_problem(server: ComfyServer, client: 
     assert run.outcome == "error" and run.terminal.data["node_id"] == "1"
     message = run.terminal.data["exception_message"]
     assert "general.resolution" in message and "general.cache_directory" in message and "hint:" in message
+
+
+# ---------------------------------------------------------------------------- train options
+
+def dry_train_argv(client: ComfyClient, server: ComfyServer, name: str, **train: Any) -> list[str]:
+    folder = image_folder(server, f"opts_{name}", count=1)
+    run = client.run(workflow(folder, output_name=f"e2e_{name}", dry_run=True, **train), timeout=60)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types
+    return executed_output(run, "5")["argv"]
+
+
+@pytest.mark.timeout(120)
+def test_sample_prompts_become_a_prompt_file_and_bring_the_sampling_models(
+        server: ComfyServer, client: ComfyClient) -> None:
+    argv = dry_train_argv(client, server, "samples", sample_prompts="a red cube --w 64 --h 64\n\na blue ball\n")
+    prompts = Path(argv[argv.index("--sample_prompts") + 1])
+    assert prompts.read_text(encoding="utf-8") == "a red cube --w 64 --h 64\na blue ball\n"
+    assert argv[argv.index("--sample_every_n_epochs") + 1] == "1"
+    assert "--vae" in argv and "--t5" in argv
+    plain = dry_train_argv(client, server, "no_samples")
+    assert "--sample_prompts" not in plain and "--vae" not in plain, "sampling-only models are left out"
+
+
+@pytest.mark.timeout(120)
+def test_python_launcher_and_explicit_options_reach_the_command(server: ComfyServer, client: ComfyClient) -> None:
+    argv = dry_train_argv(client, server, "python_launcher", launcher="python", network_dim=8, learning_rate=0.0003,
+                          max_train_steps=50, fp8="off", extra_args="--max_grad_norm 0.5")
+    assert "accelerate.commands.launch" not in argv and argv[1].endswith("wan_train_network.py")
+    assert argv[argv.index("--network_dim") + 1] == "8"
+    assert float(argv[argv.index("--learning_rate") + 1]) == 0.0003
+    assert argv[argv.index("--max_train_steps") + 1] == "50" and "--max_train_epochs" not in argv
+    assert "--fp8_base" not in argv
+    assert argv[-2:] == ["--max_grad_norm", "0.5"]
+
+
+@pytest.mark.timeout(120)
+def test_extra_args_may_not_repeat_what_the_node_sets(server: ComfyServer, client: ComfyClient) -> None:
+    folder = image_folder(server, "opts_repeat", count=1)
+    run = client.run(workflow(folder, output_name="e2e_repeat", dry_run=True, extra_args="--network_dim 4"),
+                     timeout=60)
+    assert run.outcome == "error"
+    assert "network_dim" in run.terminal.data["exception_message"]
+
+
+@pytest.mark.timeout(120)
+def test_cache_nodes_keep_the_documented_cache_settings_unless_changed(server: ComfyServer, client: ComfyClient) -> None:
+    folder = image_folder(server, "hv_cache_settings", count=1)
+    prompt = workflow(folder, "hv", output_name="e2e_hv_cache", dry_run=True)
+    run = client.run(prompt, timeout=60)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types
+    latents = executed_output(run, "3")["argv"]
+    assert "--vae_tiling" in latents and latents[latents.index("--vae_chunk_size") + 1] == "32"
+    assert executed_output(run, "4")["argv"][-2:] == ["--batch_size", "16"]
+    prompt["3"]["inputs"].update(vae_tiling="off", vae_chunk_size=8)
+    prompt["4"]["inputs"].update(batch_size=2, skip_existing=True)
+    run = client.run(prompt, timeout=60)
+    latents = executed_output(run, "3")["argv"]
+    assert "--vae_tiling" not in latents and latents[latents.index("--vae_chunk_size") + 1] == "8"
+    te = executed_output(run, "4")["argv"]
+    assert te[te.index("--batch_size") + 1] == "2" and "--skip_existing" in te
