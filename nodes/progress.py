@@ -223,6 +223,10 @@ class StepReporter:
         last = value >= total
         if not (force or last or self._bar_sent is None or self._bar_limit.ready()):
             return
+        if self._interrupted():
+            # Leave the Cancel to the executor's next poll of should_cancel: it ends the run
+            # as "cancelled" (result.json says so) instead of through the bar hook's exception.
+            return
         if self._bar is None:
             self._bar = self._bar_factory(total, self.node_id)
         # The hook raises InterruptProcessingException when ComfyUI's Cancel was pressed;

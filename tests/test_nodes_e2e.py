@@ -109,10 +109,13 @@ def workflow(directory: str, arch_id: str = "wan", *, output_name: str, dry_run:
              selectors: dict[str, Any] | None = None, video: bool = False, control: str = "",
              **train: Any) -> dict[str, Any]:
     arch = cat.get_architecture(arch_id)
+    if selectors is None and arch_id == "wan":
+        selectors = {"task": "t2v-1.3B"}
     return {
         "1": dataset_node(directory, video=video, control=control),
-        "2": models_node(arch, selectors if selectors is not None else ({"task": "t2v-1.3B"} if arch_id == "wan" else None)),
-        "3": {"class_type": "MusubiCacheLatents", "inputs": {"dataset": ["1", 0], "models": ["2", 0], "dry_run": dry_run}},
+        "2": models_node(arch, selectors),
+        "3": {"class_type": "MusubiCacheLatents",
+              "inputs": {"dataset": ["1", 0], "models": ["2", 0], "dry_run": dry_run}},
         "4": {"class_type": "MusubiCacheTextEncoder",
               "inputs": {"dataset": ["3", 0], "models": ["2", 0], "dry_run": dry_run}},
         "5": {"class_type": "MusubiTrainLoRA",
@@ -312,6 +315,9 @@ def test_interrupt_ends_the_prompt_quietly_and_leaves_no_process(
         time.sleep(0.05)
     assert not run_processes(fake_musubi), "a process of the run outlived the Cancel by 2 s"
     assert not run.of_type("execution_error")
+    runs = sorted((server.base_dir / "output" / "musubi-tuner" / "runs").glob(f"*-e2e_interrupt_{moment.split()[-1]}"))
+    result = json.loads((runs[-1] / "result.json").read_text(encoding="utf-8"))
+    assert result["status"] == "cancelled", result
 
 
 # ---------------------------------------------------------------------------- errors
@@ -637,7 +643,8 @@ def test_extra_args_may_not_repeat_what_the_node_sets(server: ComfyServer, clien
 
 
 @pytest.mark.timeout(120)
-def test_cache_nodes_keep_the_documented_cache_settings_unless_changed(server: ComfyServer, client: ComfyClient) -> None:
+def test_cache_nodes_keep_the_documented_cache_settings_unless_changed(server: ComfyServer,
+                                                                      client: ComfyClient) -> None:
     folder = image_folder(server, "hv_cache_settings", count=1)
     prompt = workflow(folder, "hv", output_name="e2e_hv_cache", dry_run=True)
     run = client.run(prompt, timeout=60)

@@ -53,6 +53,7 @@ class FakeComfy:
         self.texts: list[str] = []
         self.created: list[int] = []
         self.interrupt = False
+        self.hook_raises = False  # Cancel pressed between should_cancel() and the hook
         self.now = 0.0
 
     def bar(self, total: int, node_id: Any) -> Any:
@@ -61,7 +62,7 @@ class FakeComfy:
 
         class Bar:
             def update_absolute(self, value: int, total: int) -> None:
-                if comfy.interrupt:
+                if comfy.interrupt or comfy.hook_raises:
                     raise Interrupted()
                 comfy.bars.append((value, total))
         return Bar()
@@ -146,12 +147,21 @@ def test_loading_bars_only_change_the_text(pack: Any) -> None:
     assert comfy.created == [] and "loading model" in comfy.texts[-1] and "12/825" in comfy.texts[-1]
 
 
-def test_the_interrupt_raised_by_the_bar_hook_propagates_out_of_on_event(pack: Any) -> None:
+def test_a_pending_cancel_is_left_to_the_executors_poll(pack: Any) -> None:
     comfy = FakeComfy()
     r = comfy.reporter(pack, step="train", interval=0.0)
     r.on_event(pack.events.TotalSteps(10))
     comfy.interrupt = True
     assert r.should_cancel()
+    r.on_event(frame(pack, 1, 10))  # no bar update, so ComfyUI's hook cannot consume the flag
+    assert comfy.bars == [(0, 10)]
+
+
+def test_the_interrupt_raised_by_the_bar_hook_propagates_out_of_on_event(pack: Any) -> None:
+    comfy = FakeComfy()
+    r = comfy.reporter(pack, step="train", interval=0.0)
+    r.on_event(pack.events.TotalSteps(10))
+    comfy.hook_raises = True
     with pytest.raises(Interrupted):
         r.on_event(frame(pack, 1, 10))
 
@@ -199,7 +209,8 @@ def test_key_rename_refuses_to_merge_two_tensors(pack: Any, tmp_path: Path) -> N
     d = pack.delivery
     source = safetensors(tmp_path / "in.safetensors", ["lora_unet_model_a.w", "lora_unet_a.w"])
     with pytest.raises(ValueError, match="clash"):
-        d.rename_keys(str(source), str(tmp_path / "out.safetensors"), d.prefix_renamer("lora_unet_model_", "lora_unet_"))
+        d.rename_keys(str(source), str(tmp_path / "out.safetensors"),
+                      d.prefix_renamer("lora_unet_model_", "lora_unet_"))
 
 
 def test_place_never_overwrites_and_temp_files_are_never_listed_as_models(pack: Any, tmp_path: Path) -> None:
@@ -298,7 +309,8 @@ def run_result(pack: Any, **kw: Any) -> Any:
 
 def test_run_errors_become_readable_runtime_errors_with_tail_and_hint(pack: Any) -> None:
     e = pack.executor_errors
-    error = e.OutOfMemory("Training failed: CUDA ran out of memory", result=run_result(pack), hint="raise blocks_to_swap")
+    error = e.OutOfMemory("Training failed: CUDA ran out of memory", result=run_result(pack),
+                          hint="raise blocks_to_swap")
     with pytest.raises(RuntimeError) as info:
         with pack.errors.reported():
             raise error
