@@ -211,15 +211,18 @@ class CdpPage:
             raise BrowserError(f"JavaScript error in {expression[:200]!r}: {text}")
         return result.get("result", {}).get("value")
 
-    def wait_for(self, expression: str, timeout: float = 60.0, interval: float = 0.2) -> Any:
-        """Poll `expression` until it is truthy; return its value."""
+    def wait_for(self, expression: str, timeout: float = 60.0, interval: float = 0.2, *,
+                 value: bool = False) -> Any:
+        """Poll `expression` until it is truthy. Returns True, or with ``value=True`` its JSON value
+        (then it must be serialisable: CDP refuses e.g. the graph object, "reference chain too long")."""
+        checked = expression if value else f"!!({expression})"
         deadline = time.monotonic() + timeout
         last_error: BrowserError | None = None
         while time.monotonic() < deadline:
             try:
-                value = self.evaluate(expression, timeout=max(1.0, deadline - time.monotonic()))
-                if value:
-                    return value
+                result = self.evaluate(checked, timeout=max(1.0, deadline - time.monotonic()))
+                if result:
+                    return result
                 last_error = None
             except BrowserError as exc:  # e.g. the app object does not exist yet
                 last_error = exc

@@ -40,7 +40,7 @@ def test_node_search_finds_the_pack_nodes(comfy_page: CdpPage, comfy_client: Com
     comfy_page.type_text("Musubi")
     found = comfy_page.wait_for(
         "(() => { const o = Array.from(document.querySelectorAll('[role=option]')).map(e => e.innerText);"
-        " return o.some(t => t.includes('musubi-tuner-nodes')) && o; })()", timeout=15)
+        " return o.some(t => t.includes('musubi-tuner-nodes')) && o; })()", timeout=15, value=True)
     comfy_page.screenshot(artifacts_dir / "node-search.png")
     shown = " ".join(found)
     # the search list is scrolled, not truncated: at least the first screenful is ours
