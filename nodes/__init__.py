@@ -1,9 +1,7 @@
-"""ComfyUI adapters: the only package that imports ComfyUI modules.
-
-Import ComfyUI's own modules absolutely (``folder_paths``, ``comfy.utils``) and this pack's
-packages relatively: inside ComfyUI the name ``nodes`` is ComfyUI's. Each module here ends
-in its own NODE_CLASS_MAPPINGS; this file only merges them. Classic (V1) node classes:
-they load unchanged in ComfyUI 0.3.75 and in current ComfyUI.
+"""ComfyUI adapters: the only package that imports ComfyUI (``folder_paths``, ``comfy.*``, ``server``),
+always absolutely and only inside functions; this pack's packages are imported relatively, since
+inside ComfyUI ``nodes`` is ComfyUI's own module. Classic (V1) node classes: they load unchanged in
+ComfyUI 0.3.75 and in current ComfyUI. Each module has its own mappings; this file merges them.
 """
 
 from __future__ import annotations

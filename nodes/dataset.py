@@ -1,9 +1,6 @@
-"""Dataset nodes: build a musubi dataset TOML from widgets, or load an existing one.
-
-Both output a MUSUBI_DATASET (the TOML path, its parsed form and item counts). The builder
-writes its TOML under ``<output>/musubi-tuner/datasets/`` named by a hash of its content, so
-the same inputs always give the same file. IS_CHANGED hashes the media folders (names,
-sizes, mtimes), so adding, editing or removing an image re-runs everything downstream.
+"""Dataset nodes: build a musubi dataset TOML from widgets (written under
+``<output>/musubi-tuner/datasets/``, named by its content), or load an existing one. Both output a
+MUSUBI_DATASET; IS_CHANGED hashes the media folders, so a changed dataset re-runs the chain.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""Putting a finished LoRA where ComfyUI's LoraLoader finds it.
-
-``unique_target`` picks ``<loras>/musubi-tuner/<name>.safetensors`` or, when that exists, the
-first free ``<name>_2``, ``<name>_3``...; ``place`` moves a finished file there without ever
-replacing an existing one and without a half-written file ever carrying a model extension
-(LoraLoader lists only model extensions). ``rename_keys`` rewrites a safetensors header
-(HiDream-O1's ``lora_unet_model_`` -> ``lora_unet_``) in pure Python: the tensor bytes are
-copied unchanged, so no torch is needed. No ComfyUI imports.
+"""Putting a finished LoRA where LoraLoader finds it: a free name under ``<loras>/musubi-tuner/``,
+never replacing a file, never showing a half-written one under a model extension; and the
+HiDream-O1 key rename done on the safetensors header in pure Python (tensor bytes copied unchanged,
+no torch). No ComfyUI imports.
 """
 
 from __future__ import annotations

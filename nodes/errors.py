@@ -1,11 +1,7 @@
-"""How the executor's errors reach ComfyUI.
-
-A cancelled run becomes ComfyUI's own InterruptProcessingException (a quiet cancel:
-``execution_interrupted``, not an error). Every other TrainerError becomes a RuntimeError
-subclass whose message is ``str(error)`` (what happened, exit code, output tail, hint) and
-whose type name reads ``musubi_tuner.<Kind>``: ComfyUI reports ``module.qualname`` of the
-exception class, and a class defined in a custom node would otherwise carry the pack's
-file-system path as its module.
+"""How the executor's errors reach ComfyUI: a cancelled run becomes ComfyUI's quiet
+InterruptProcessingException; any other TrainerError a RuntimeError named ``musubi_tuner.<Kind>``
+(ComfyUI shows ``module.qualname``, which for a class defined in a custom node would be the pack's
+file-system path) whose message is ``str(error)``: what happened, exit code, output tail, hint.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""What IS_CHANGED hashes: the real inputs behind a node, not just its widget values.
-
-ComfyUI calls IS_CHANGED with the node's constant inputs only (linked inputs arrive as
-None), before anything runs, and re-runs a node when the value differs from the cached
-one; the signature of every node downstream includes its ancestors' values, so a change
-at the dataset node re-runs the whole chain. A step node cannot see its dataset there, so
-it checks the outputs it recorded when it last ran (``OutputRecords``). Standard library only.
+"""What IS_CHANGED hashes: the real inputs behind a node (folder contents, file stats), plus, for
+step nodes, whether the files they wrote last time still exist (``OutputRecords``): ComfyUI passes
+IS_CHANGED only the constant inputs, so a step node cannot see its dataset there. Stdlib only.
 """
 
 from __future__ import annotations

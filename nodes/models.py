@@ -1,10 +1,6 @@
-"""One "Musubi Models (<architecture>)" node per catalogue architecture, generated.
-
-Each model input is a dropdown of the ComfyUI model folder the catalogue names
-(``diffusion_models``, ``vae``, ``text_encoders``, ``clip_vision``); inputs no step requires
-(sampling-only VAE/text encoders in the train scripts) offer ``(none)``. Hugging Face ids
-(Kandinsky 5's text encoders) are text fields with musubi's documented default. Selectors
-(task, model_version, ...) are dropdowns of the catalogue's choices. Output: MUSUBI_MODELS.
+"""One "Musubi Models (<architecture>)" node per catalogue architecture, generated: dropdowns of the
+ComfyUI model folder each input belongs to (``(none)`` where a file is optional), text fields for
+Hugging Face ids, and the architecture's selectors (task, model_version, ...). Output: MUSUBI_MODELS.
 """
 
 from __future__ import annotations

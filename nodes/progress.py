@@ -1,10 +1,7 @@
-"""Turns parser events into ComfyUI progress: the node's bar and the text shown on it.
-
-``StepReporter.on_event`` / ``should_cancel`` are the callbacks a step node passes to
-``executor.process.run``, which calls them on the node's execution thread (ComfyUI's
-ProgressBar hook checks the interrupt flag and raises in the calling thread, so a reader
-thread must never touch it). The ComfyUI calls themselves go through ``host``; tests
-inject fakes.
+"""Parser events -> ComfyUI progress: the node's bar and the text on it, rate-limited.
+``StepReporter.on_event``/``should_cancel`` are the callbacks ``executor.process.run`` calls on the
+node's execution thread (ComfyUI's ProgressBar hook raises the interrupt in the calling thread, so a
+reader thread must never touch it). ComfyUI is reached through ``host``; tests inject fakes.
 """
 
 from __future__ import annotations

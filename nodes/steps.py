@@ -1,11 +1,7 @@
-"""The step nodes: Cache Latents, Cache Text Encoder Outputs and Train LoRA.
-
-Each builds a plan (``executor.plan.make_plan``: pre-flight plus the exact command), and
-either returns that command as text (``dry_run``) or runs it (``execute_plan``) with this
-node's progress reporter as the event and cancel callbacks, on ComfyUI's execution thread.
-Run folders go to ``<output>/musubi-tuner/runs/<timestamp>-<name>``; a training run's LoRA
-files are written into its run folder and the final one is delivered to
-``models/loras/musubi-tuner/`` (``training.deliver``).
+"""The cache nodes and the plumbing every step node shares: plan a step (``make_plan``: pre-flight and
+the exact command) in a run folder ``<output>/musubi-tuner/runs/<timestamp>-<name>``, then either show
+the command (``dry_run``) or run it (``execute_plan``) with the node's reporter as event and cancel
+callbacks, on ComfyUI's execution thread.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""MusubiTrainLoRA: one training node for every architecture, and delivery of its LoRA.
-
-Options whose documented value differs per architecture default to ``(recommended)`` (or 0
-for numbers) and are left to the catalogue's recommended settings for the picked
-architecture and variant. On success the final LoRA is converted as the catalogue says
-ComfyUI needs and placed in ``models/loras/musubi-tuner/`` under a name that is free;
-epoch saves stay in the run folder.
+"""MusubiTrainLoRA, one node for every architecture (options left at ``(recommended)``/0 take the
+catalogue's documented value for the chosen architecture and variant), and delivery of the final
+LoRA, converted as ComfyUI needs, into ``models/loras/musubi-tuner/``; epoch saves stay in the run folder.
 """
 
 from __future__ import annotations
