@@ -65,10 +65,15 @@ _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?(\.exe)?$", re.IGNORECASE)
 EventCallback = Callable[[Event], Any]
 
 
+# musubi dies on SIGTERM within 0.2-1.5 s (it has no handler); a tree still
+# alive after this long is not going to stop by itself and gets SIGKILL.
+GRACE_PERIOD = 1.0
+
+
 def run(command: Any, *, on_event: Optional[EventCallback] = None,
         should_cancel: Optional[Callable[[], bool]] = None, timeout: Optional[float] = None,
         stall_timeout: Optional[float] = None, log_path: Optional[str] = None, poll_interval: float = 0.1,
-        grace_period: float = 3.0, check: bool = True) -> RunResult:
+        grace_period: float = GRACE_PERIOD, check: bool = True) -> RunResult:
     """Run ``command`` (``argv``, ``env``, ``cwd``) to the end and return how it ended.
 
     Every parsed event goes to ``on_event`` and ``should_cancel()`` is polled
@@ -302,7 +307,10 @@ class _Session:
         self.script = script
         self.on_event = on_event
         self.warnings = warnings
-        self.parser = OutputParser()
+        # Only the newest frame of a bar within one read matters to a progress
+        # display; skipping the frames it supersedes is what keeps a tqdm
+        # flood from making the parser the bottleneck (benchmarks/).
+        self.parser = OutputParser(coalesce_progress=True)
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.last_progress: Optional[Progress] = None
         self.reader_error: Optional[BaseException] = None

@@ -169,7 +169,9 @@ def test_training_events_from_both_pipes_with_glued_lines(workspace: Workspace) 
     assert any("network weights will be saved as torch.float32" in t for t in texts)
     assert events.of(ModelSaved)
     steps = events.steps()
-    assert [p.n for p in steps[:2]] == [0, 0] and steps[-1].n == steps[-1].total == 6
+    # musubi prints the 0/N frame twice; the run loop coalesces frames of one
+    # bar that arrive in the same read, so at least the first survives.
+    assert steps[0].n == 0 and steps[-1].n == steps[-1].total == 6
     assert [(e.n, e.total) for e in events.of(Epoch)] == [(1, 2), (2, 2)]
     assert [Path(e.path).name for e in events.of(Checkpoint)] == ["tiny-lora-000001.safetensors",
                                                                  "tiny-lora.safetensors"]
