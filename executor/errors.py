@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-try:  # loaded as part of the pack (ComfyUI, or tests loading the pack root)
-    from ..parsers.events import Progress
-except ImportError:  # `python -m executor` from the pack root
+if TYPE_CHECKING:  # only a type here; importing parsers would slow the pack's import
     from parsers.events import Progress
 
 __all__ = [
