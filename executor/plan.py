@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from .dataset import (DatasetConfig, load_dataset_config, parse_dataset_dict, render_toml, write_atomic)
 from .errors import ConfigError, PreflightError, RunError, RunResult, SetupError, TrainerFailed
-from .problems import Problem
+from .problems import WARNING, Problem
 
 __all__ = ["PlanSpec", "Plan", "make_plan", "execute_plan", "cli_plan", "RunLock", "RunLocked",
            "LOCK_NAME", "RESULT_FILE", "COMMAND_FILE", "LOG_FILE", "default_runs_dir"]
@@ -37,6 +37,7 @@ LOG_FILE = "run.log"
 PLAN_FILE = "plan.json"
 # Options the pack consumes itself; they never reach musubi's argv.
 PACK_OPTIONS = ("overwrite",)
+LAUNCHERS = ("accelerate", "python")
 _PATH_OPTIONS = ("resume", "network_weights", "sample_prompts", "logging_dir")
 SHELLS = (("POSIX shells (bash, zsh, sh)", "posix"), ("Windows cmd.exe", "cmd"),
           ("Windows PowerShell", "powershell"))
@@ -60,7 +61,13 @@ def default_runs_dir(environ: Optional[Mapping[str, str]] = None) -> str:
 @dataclass
 class PlanSpec:
     """What to run. ``dataset_config`` is a path (.toml/.json), a dict shaped like the
-    TOML, or a DatasetConfig. ``options`` are catalogue options (plus ``overwrite``)."""
+    TOML, or a DatasetConfig. ``options`` are catalogue options (plus ``overwrite``).
+
+    ``run_dir``: the run folder to use (it must not exist yet) instead of a new one under
+    ``runs_dir``; it may also be ``output_dir``. ``launcher``: how training starts,
+    ``accelerate`` (``accelerate launch`` with the ``accelerate`` options) or ``python``
+    (one process); the other steps always run with python.
+    """
 
     architecture: str
     step: str
@@ -75,6 +82,8 @@ class PlanSpec:
     accelerate: dict[str, Any] = field(default_factory=dict)
     runs_dir: Optional[str] = None
     name: Optional[str] = None
+    run_dir: Optional[str] = None
+    launcher: str = "accelerate"
 
     @classmethod
     def from_dict(cls, data: Any, *, base_dir: Union[str, os.PathLike, None] = None) -> "PlanSpec":
@@ -117,6 +126,7 @@ class PlanSpec:
         self.models = {k: absolute(v, maybe_hf_id=True) for k, v in (self.models or {}).items()}
         self.output_dir = absolute(self.output_dir)
         self.runs_dir = absolute(self.runs_dir)
+        self.run_dir = absolute(self.run_dir)
         options = dict(self.options or {})
         for key in _PATH_OPTIONS:
             if key in options:
@@ -192,9 +202,12 @@ def _unique_run_dir(runs_dir: str, step: str, label: str) -> str:
 
 def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, install: Any = None,
               probe_report: Any = None, use_probe: bool = True,
-              probe_cache_dir: Optional[str] = None) -> Plan:
+              probe_cache_dir: Optional[str] = None, check_caches: bool = True) -> Plan:
     """Pre-flight ``spec`` and build its command. Raises PreflightError listing every
     problem (its ``warnings`` attribute holds the warnings), never launches anything.
+
+    ``check_caches=False`` skips only the check that training's caches exist: a dry run of
+    the whole chain before its cache steps ever ran still shows the training command.
 
     The venv probe (for the attention backend and bitsandbytes checks) is used when
     ``probe_report`` is given or ``use_probe`` is true; its answer is cached per venv.
@@ -232,8 +245,23 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
 
     options = dict(spec.options or {})
     overwrite = bool(spec.overwrite) or bool(options.pop("overwrite", False))
-    runs_dir = spec.runs_dir or default_runs_dir()
-    run_dir = _unique_run_dir(runs_dir, spec.step, spec.output_name or spec.name or arch.id)
+    if spec.run_dir:
+        run_dir = os.path.abspath(os.path.expanduser(spec.run_dir))
+        if os.path.exists(run_dir):
+            problems.append(Problem("run_dir", f"the run folder {run_dir} already exists",
+                                    "give a folder that does not exist yet; a run never writes into an "
+                                    "earlier run's folder"))
+    else:
+        runs_dir = spec.runs_dir or default_runs_dir()
+        run_dir = _unique_run_dir(runs_dir, spec.step, spec.output_name or spec.name or arch.id)
+    launcher = spec.launcher or "accelerate"
+    if launcher not in LAUNCHERS:
+        problems.append(Problem("launcher", f"unknown launcher {launcher!r}", "use accelerate or python"))
+    elif launcher == "python" and spec.step == cat.TRAIN \
+            and ((spec.accelerate or {}).get("num_processes") or 1) > 1:
+        problems.append(Problem("launcher", "the python launcher starts one process; num_processes "
+                                f"{spec.accelerate['num_processes']} needs accelerate", "use the accelerate "
+                                "launcher to train on several GPUs", WARNING))
 
     # The dataset: a file is passed as is (a copy goes into the run folder); data is written
     # into the run folder as dataset.toml and that file is what musubi reads.
@@ -269,7 +297,7 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
                               models=spec.models, selectors=selectors, options=options,
                               extra_args=spec.extra_args, output_dir=spec.output_dir,
                               output_name=spec.output_name, overwrite=overwrite, probe_report=report,
-                              command_flags=command_flags))
+                              command_flags=command_flags, check_caches=check_caches))
     if build_error is not None and not any(p.is_error for p in problems):
         # Pre-flight states the same rules with input names and fixes; build_args' own
         # text is the fallback for anything it knows that pre-flight does not.
@@ -284,7 +312,7 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
     command = None
     if install is not None and not any(p.is_error for p in problems):
         try:
-            if spec.step == cat.TRAIN:
+            if spec.step == cat.TRAIN and launcher == "accelerate":
                 command = accelerate_command(install, arch.scripts[spec.step], [*args, *extra], settings,
                                              AccelerateOptions(**(spec.accelerate or {})))
             else:
@@ -575,7 +603,13 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
     from .preflight import existing_outputs
     from .process import run
 
-    with RunLock(plan.lock_dirs, plan.run_dir):
+    run_dir = Path(plan.run_dir)
+    # A run folder that is also a locked output folder (the nodes train into their run folder)
+    # is made before the lock, which would make it otherwise; making it is what claims it.
+    early = any(_same_dir(plan.run_dir, d) for d in plan.lock_dirs)
+    if early:
+        _make_run_dir(run_dir)
+    with _Claim(run_dir if early else None) as claim, RunLock(plan.lock_dirs, plan.run_dir):
         if plan.output_dir and plan.output_name and not plan.overwrite and plan.step == "train":
             found = existing_outputs(plan.output_dir, plan.output_name)
             if found and not _has_flag(plan, "--resume"):
@@ -585,12 +619,9 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
                 and os.path.exists(os.path.join(plan.output_dir, f"{plan.output_name}.safetensors")):
             raise ConfigError(f"{plan.output_name}.safetensors already exists in {plan.output_dir}",
                               hint="use a new output_name, or set overwrite")
-        run_dir = Path(plan.run_dir)
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            raise ConfigError(f"the run folder {run_dir} already exists", hint="make a new plan") from None
+        if not early:
+            _make_run_dir(run_dir)
+        claim.keep()
         write_atomic(run_dir / COMMAND_FILE, command_text(plan), overwrite="never")
         write_atomic(run_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) + "\n",
                      overwrite="never")
@@ -638,6 +669,38 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
             raise TrainerFailed(f"{plan.step} exited 0 but produced no output", result=result,
                                 hint=result.failure_hint or "", kind="no_output")
         return result
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise ConfigError(f"the run folder {run_dir} already exists", hint="make a new plan") from None
+
+
+def _same_dir(a: str, b: str) -> bool:
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+class _Claim:
+    """An empty run folder made before the locks is removed again if the run is refused."""
+
+    def __init__(self, folder: Optional[Path]) -> None:
+        self.folder = folder
+
+    def keep(self) -> None:
+        self.folder = None
+
+    def __enter__(self) -> "_Claim":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.folder is not None:
+            try:
+                self.folder.rmdir()  # only if empty: the lock file is gone by now
+            except OSError:
+                pass
 
 
 def _has_flag(plan: Plan, flag: str) -> bool:

@@ -153,6 +153,7 @@ class _Context:
     cwd: Optional[str]
     problems: list[Problem]
     selectors: dict[str, Any]
+    check_caches: bool = True
 
     def error(self, input_name: str, message: str, fix: str) -> None:
         self.problems.append(Problem(input_name, message, fix, ERROR))
@@ -168,7 +169,8 @@ def preflight(arch: Any, step: str, *, settings: Any = None, install: Any = None
               extra_args: Union[str, Sequence[str], None] = None,
               output_dir: Optional[str] = None, output_name: Optional[str] = None,
               overwrite: bool = False, probe_report: Any = None,
-              command_flags: Iterable[str] = (), flag_facts: Optional[Mapping[str, Any]] = None) -> list[Problem]:
+              command_flags: Iterable[str] = (), flag_facts: Optional[Mapping[str, Any]] = None,
+              check_caches: bool = True) -> list[Problem]:
     """Check one planned step and return every problem (errors and warnings) at once.
 
     ``arch``: an ``Architecture`` or its id. ``install``: a ``MusubiInstall``; when None and
@@ -177,6 +179,8 @@ def preflight(arch: Any, step: str, *, settings: Any = None, install: Any = None
     ``probe_report``: a cached ``probe.ProbeReport`` for the attention / bitsandbytes checks
     (skipped when None). ``command_flags``: flags the pack's own command has (extra
     arguments may not repeat them). ``options`` may hold ``overwrite`` (a pack option).
+    ``check_caches=False`` skips only the "training before caching" check (a dry run of a
+    chain whose cache steps have not run yet).
     """
     cat = _steps()
     problems: list[Problem] = []
@@ -187,7 +191,8 @@ def preflight(arch: Any, step: str, *, settings: Any = None, install: Any = None
             return [Problem("architecture", exc.message, exc.hint or "pick a listed architecture")]
     if install is None and settings is not None:
         install = _check_install(settings, problems)
-    ctx = _Context(arch, step, install.root if install is not None else None, problems, {})
+    ctx = _Context(arch, step, install.root if install is not None else None, problems, {},
+                   check_caches=check_caches)
 
     script = arch.scripts.get(step)
     if script is None:
@@ -400,7 +405,7 @@ def _check_datasets(ctx: _Context, config: DatasetConfig, suffix: Optional[str])
             if os.path.isfile(cache_path):
                 ctx.error(f"{prefix}.cache_directory", f"{cache_path} is a file, not a folder",
                           "point cache_directory at a folder (it is created if missing)")
-            elif step == cat.TRAIN and suffix:
+            elif step == cat.TRAIN and suffix and ctx.check_caches:
                 _check_caches(ctx, prefix, cache_path, suffix, ds.kind)
 
 

@@ -91,13 +91,12 @@ def plan_step(*, step: str, dataset: MusubiDataset, models: MusubiModels, option
               label: str, extra_args: str = "", output_name: Optional[str] = None,
               output_in_run_dir: bool = False, accelerate: Optional[dict[str, Any]] = None,
               launcher: str = "accelerate", model_paths: Optional[Mapping[str, str]] = None,
-              settings: Any = None) -> Plan:
+              settings: Any = None, check_caches: bool = True) -> Plan:
     """Pre-flight and the command for one step, with its run folder chosen here.
 
     The run folder is named by the node (timestamp and label), not by make_plan. For
     training it is also ``--output_dir``: musubi creates the LoRA files in this brand-new
-    folder, which no other run writes to, so it needs none of plan's folder locks (a lock
-    would create the folder before execute_plan creates the run folder).
+    folder. ``check_caches=False``: see make_plan.
     """
     from ..executor.config import resolve_install
     from ..executor.plan import PlanSpec, make_plan
@@ -110,28 +109,9 @@ def plan_step(*, step: str, dataset: MusubiDataset, models: MusubiModels, option
                     selectors=dict(models.selectors), options=dict(options),
                     extra_args=extra_args.strip() or None,
                     output_dir=run_dir if output_in_run_dir else None, output_name=output_name,
-                    accelerate=dict(accelerate or {}), runs_dir=host.runs_directory(), name=label)
-    plan = make_plan(settings, spec, install=install)
-    plan.run_dir = run_dir
-    if output_in_run_dir:
-        plan.lock_dirs = [d for d in plan.lock_dirs
-                          if os.path.normcase(os.path.abspath(d)) != os.path.normcase(os.path.abspath(run_dir))]
-    if step == catalogue.TRAIN and launcher == "python":
-        plan.command = python_launch(plan, install, settings)
-    return plan
-
-
-def python_launch(plan: Plan, install: Any, settings: Any) -> Any:
-    """The same training without ``accelerate launch`` (one process, ``python <script>``).
-
-    make_plan always builds the accelerate form for training; this rebuilds the command
-    from the script's own arguments (everything after the script path).
-    """
-    from ..executor.command import python_command
-
-    argv = list(plan.command.argv)
-    index = next(i for i, a in enumerate(argv) if os.path.basename(a) == plan.script)
-    return python_command(install, plan.script, argv[index + 1:], settings)
+                    accelerate=dict(accelerate or {}), launcher=launcher, runs_dir=host.runs_directory(),
+                    name=label, run_dir=run_dir)
+    return make_plan(settings, spec, install=install, check_caches=check_caches)
 
 
 def dry_run_text(plan: Plan, arch: catalogue.Architecture, notes: list[str]) -> str:

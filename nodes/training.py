@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 from ..executor import catalogue
 from . import delivery, host
@@ -16,7 +16,7 @@ from .fingerprint import OUTPUTS, digest
 from .progress import StepReporter
 from .steps import (
     CATEGORY, STEP_TITLES, accepted_options, arch_of, check_wires, dry_run_text,
-    plan_step, run_plan, shell_name, ui,
+    plan_step, run_plan, ui,
 )
 from .values import DATASET_TYPE, MODELS_TYPE, MusubiDataset, MusubiModels
 
@@ -275,18 +275,15 @@ class MusubiTrainLoRA:
                          model_paths=training_models(arch, models, bool(prompts)))
         fail_text = lambda message: host.send_text(f"{title}: failed\n{message}", unique_id)  # noqa: E731
         if dry_run:
-            try:
-                with reported():
-                    plan = plan_step(**plan_args)
-            except Exception as exc:
-                pending = pending_cache_dry_run(exc, dataset, arch, plan_args)
-                if pending is None:
-                    if isinstance(exc, MusubiTunerError):
-                        fail_text(str(exc))
-                    raise
-                text, argv = pending
-                host.send_text(text, unique_id)
-                return {"ui": {"text": [text], "argv": argv}, "result": ("", "", "")}
+            if dataset.pending:
+                # A dry run of the whole chain: the cache steps above were dry runs too, so
+                # their caches need not exist yet; everything else is checked as usual.
+                plan_args["check_caches"] = False
+                steps = ", ".join(STEP_TITLES.get(s, s) for s in dataset.pending)
+                notes.append(f"the cache checks were skipped: the {steps} step(s) above were dry runs, so the "
+                             "caches may not exist yet")
+            with reported(fail_text):
+                plan = plan_step(**plan_args)
             text = dry_run_text(plan, arch, notes)
             host.send_text(text, unique_id)
             return {"ui": ui(text, plan), "result": ("", "", "")}
@@ -323,51 +320,6 @@ class MusubiTrainLoRA:
         reporter.finish(detail)
         text = f"{title}: done\n{detail}"
         return {"ui": ui(text, plan, lora=lora_name), "result": (lora_name, lora_path, plan.run_dir)}
-
-
-def pending_cache_dry_run(exc: BaseException, dataset: MusubiDataset, arch: catalogue.Architecture,
-                          plan_args: dict[str, Any]) -> Optional[tuple[str, list[str]]]:
-    """Dry run of the whole chain before anything was cached: the only problems are the
-    missing caches the upstream (dry-run) cache steps would create, so show the command
-    anyway, built the way make_plan builds it."""
-    from ..executor.errors import PreflightError
-
-    error = getattr(exc, "error", None)
-    if not dataset.pending or not isinstance(error, PreflightError):
-        return None
-    if any(not str(getattr(p, "input", "")).endswith(".cache_directory") for p in error.problems):
-        return None
-    from ..executor.command import (AccelerateOptions, _redacted_argv, accelerate_command, format_command,
-                                    python_command)
-    from ..executor.config import resolve_install
-    from ..executor.extra_args import check_extra_args
-    from .check import settings as load_settings
-    from .steps import new_run_dir
-
-    settings = load_settings()
-    install = resolve_install(settings)
-    run_dir = new_run_dir(plan_args["label"])
-    args = catalogue.build_args(arch.id, catalogue.TRAIN, dataset_config=dataset.toml_path,
-                                models=plan_args["model_paths"], selectors=plan_args["models"].selectors,
-                                options=plan_args["options"], output_dir=run_dir,
-                                output_name=plan_args["output_name"])
-    script = arch.scripts[catalogue.TRAIN]
-    extra: list[str] = []
-    if plan_args["extra_args"].strip():
-        flags = [a for a in args if a.startswith("--")]
-        extra, _ = check_extra_args(plan_args["extra_args"], script, command_flags=flags)
-    if plan_args["launcher"] == "python":
-        command = python_command(install, script, [*args, *extra], settings)
-    else:
-        command = accelerate_command(install, script, [*args, *extra], settings,
-                                     AccelerateOptions(**plan_args["accelerate"]))
-    steps = ", ".join(STEP_TITLES.get(s, s) for s in dataset.pending)
-    return ((f"DRY RUN: nothing was launched. {arch.display_name}, train LoRA ({script})\n"
-            f"run folder: {run_dir}\n"
-            f"note: the cache checks were skipped: the {steps} step(s) above were dry runs, so the caches "
-            "do not exist yet\n\n"
-            f"command ({shell_name()}):\n{format_command(command, shell_name())}"),
-            list(_redacted_argv(command.argv)))
 
 
 def deliver(trained: str, name: str, arch: catalogue.Architecture, run_dir: str,
@@ -411,10 +363,8 @@ def convert(trained: str, name: str, arch: catalogue.Architecture, run_dir: str,
     settings = load_settings()
     out_dir = os.path.join(run_dir, "convert")
     spec = PlanSpec(architecture=arch.id, step=catalogue.CONVERT, models={"lora": trained},
-                    output_dir=out_dir, output_name=name, runs_dir=run_dir, name=f"{name}-convert")
+                    output_dir=out_dir, output_name=name, run_dir=out_dir, name=f"{name}-convert")
     plan = make_plan(settings, spec, install=resolve_install(settings), use_probe=False)
-    plan.run_dir = out_dir
-    plan.lock_dirs = []  # a new folder inside this run's own folder
     execute_plan(plan, on_event=reporter.on_event, should_cancel=reporter.should_cancel, check=True)
     converted = os.path.join(out_dir, f"{name}.safetensors")
     if not os.path.isfile(converted):

@@ -42,6 +42,7 @@ def _fake_module():
 _IMPL = _fake_module()
 SCENARIOS: dict[str, str] = dict(_IMPL.SCENARIOS)
 SCRIPTS: tuple[str, ...] = tuple(_IMPL.SCRIPTS)
+CONVERTERS: tuple[str, ...] = tuple(_IMPL.CONVERTERS)
 
 WRAPPER = '''from musubi_tuner._fake import main
 
@@ -167,6 +168,10 @@ def build_fake_musubi(base: Path, python: str = sys.executable) -> FakeMusubi:
     for script in SCRIPTS:
         (package / f"{script}.py").write_text(WRAPPER.format(script=script), encoding="utf-8")
         (root / f"{script}.py").write_text(WRAPPER.format(script=script), encoding="utf-8")
+    (package / "networks").mkdir(exist_ok=True)
+    (package / "networks" / "__init__.py").write_text("", encoding="utf-8")
+    for script in CONVERTERS:  # src/musubi_tuner/networks/convert_*.py (no root wrapper, as in the real checkout)
+        (package / f"{script}.py").write_text(WRAPPER.format(script=script), encoding="utf-8")
     (root / "pyproject.toml").write_text('[project]\nname = "musubi-tuner"\nversion = "0.3.4"\n'
                                          'requires-python = ">=3.10, <3.13"\n', encoding="utf-8")
 

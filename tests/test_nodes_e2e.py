@@ -284,6 +284,39 @@ def test_a_deleted_lora_retrains_without_recaching(server: ComfyServer, client: 
     assert set(third.of_type("execution_cached")[0].data["nodes"]) == {"1", "2", "3", "4", "5"}
 
 
+def safetensors_keys(path: Path) -> list[str]:
+    import struct
+
+    with open(path, "rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        return [k for k in json.loads(fh.read(length)) if k != "__metadata__"]
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("arch_id", ["hv15", "zimage"])
+def test_a_lora_comfyui_reads_in_another_format_is_delivered_through_musubis_converter(
+        arch_id: str, server: ComfyServer, client: ComfyClient, fake_env: Any) -> None:
+    """HunyuanVideo 1.5 and Z-Image LoRAs go through their dedicated converter
+    (networks/convert_*_lora_to_comfy.py SRC DST); the fake one renames lora_unet_* keys."""
+    arch = cat.get_architecture(arch_id)
+    selectors = {s.name: s.default for s in arch.selectors}
+    folder = image_folder(server, f"convert_{arch_id}", count=2)
+    name = f"e2e_convert_{arch_id}"
+    run = client.run(workflow(folder, arch_id, output_name=name, selectors=selectors), timeout=180)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types
+    output = executed_output(run, "5")
+    assert output["lora"] == [f"musubi-tuner/{name}.safetensors"]
+    assert f"converted with {arch.scripts[cat.CONVERT]}" in output["text"][0]
+    run_dir = Path(output["run_dir"][0])
+    trained = safetensors_keys(run_dir / f"{name}.safetensors")
+    delivered = safetensors_keys(server.base_dir / "models" / "loras" / "musubi-tuner" / f"{name}.safetensors")
+    assert trained and all(k.startswith("lora_unet_") for k in trained)
+    assert sorted(delivered) == sorted("diffusion_model." + k[len("lora_unet_"):] for k in trained)
+    convert_log = (run_dir / "convert" / "run.log").read_text(encoding="utf-8")
+    assert "Saving destination file" in convert_log
+    assert json.loads((run_dir / "convert" / "result.json").read_text(encoding="utf-8"))["status"] == "succeeded"
+
+
 # ---------------------------------------------------------------------------- cancel
 
 @pytest.mark.timeout(180)

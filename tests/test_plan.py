@@ -322,3 +322,60 @@ def test_spec_paths_are_relative_to_the_spec_folder_but_hugging_face_ids_stay(tm
     assert spec.options["resume"] == str(tmp_path / "state") and spec.output_dir == str(tmp_path / "out")
     with pytest.raises(ConfigError):
         PlanSpec.from_dict({"architecture": "wan"})
+
+
+# ---------------------------------------------------------------- caller's run folder, launcher, cache check
+
+def test_a_given_run_folder_is_used_locked_and_may_be_the_output_folder(work: Work) -> None:
+    work.cache_all()
+    run_dir = work.tmp / "my-run"
+    plan = work.plan("train", run_dir=str(run_dir), output_dir=str(run_dir))
+    assert plan.run_dir == str(run_dir) and not run_dir.exists()  # planning creates nothing
+    assert str(run_dir) in plan.lock_dirs
+    seen: list[bool] = []
+    assert execute_plan(plan, on_event=lambda e: seen.append((run_dir / LOCK_NAME).exists())).ok
+    assert all(seen) and seen, "the run folder is locked while the run writes into it"
+    assert not (run_dir / LOCK_NAME).exists()
+    assert (run_dir / "my_lora.safetensors").is_file() and (run_dir / RESULT_FILE).is_file()
+    with pytest.raises(PreflightError) as info:
+        work.plan("train", run_dir=str(run_dir), output_dir=str(run_dir / "again"))
+    assert any(p.input == "run_dir" and "already exists" in p.message for p in info.value.problems)
+
+
+def test_a_refused_run_leaves_no_run_folder_it_made_before_locking(work: Work) -> None:
+    work.cache_all()
+    run_dir = work.tmp / "refused-run"
+    plan = work.plan("train", run_dir=str(run_dir), output_dir=str(run_dir))
+    with RunLock([str(work.tmp / "data" / "cache"), str(work.out)], "someone-else"):
+        plan.lock_dirs.append(str(work.out))
+        with pytest.raises(RunLocked):
+            execute_plan(plan)
+    assert not run_dir.exists()
+
+
+def test_the_python_launcher_runs_training_in_one_process(work: Work) -> None:
+    work.cache_all()
+    plan = work.plan("train", launcher="python", accelerate={"num_processes": 2})
+    argv = list(plan.command.argv)
+    assert argv[:2] == [str(work.fake.python), str(work.fake.script("wan_train_network"))]
+    assert "accelerate.commands.launch" not in argv
+    assert any(p.input == "launcher" and "num_processes 2" in p.message for p in plan.warnings)
+    accelerate = work.plan("train", accelerate={"num_processes": 1})
+    assert accelerate.command.argv[1:3] == ("-m", "accelerate.commands.launch")
+    # the musubi arguments are the same either way
+    assert argv[2:] == list(accelerate.command.argv[accelerate.command.argv.index(argv[1]) + 1:])
+    with pytest.raises(PreflightError) as info:
+        work.plan("train", launcher="torchrun")
+    assert [p.input for p in info.value.problems] == ["launcher"]
+
+
+def test_the_cache_check_alone_can_be_skipped_for_a_dry_run_of_the_chain(work: Work) -> None:
+    with pytest.raises(PreflightError) as info:
+        work.plan("train")
+    assert all(p.input.endswith(".cache_directory") for p in info.value.problems)
+    plan = make_plan(work.settings, work.spec("train"), install=work.install, check_caches=False)
+    assert "--dataset_config" in plan.command.argv
+    with pytest.raises(PreflightError) as other:  # every other check still applies
+        make_plan(work.settings, work.spec("train", output_name="bad/name"), install=work.install,
+                  check_caches=False)
+    assert [p.input for p in other.value.problems] == ["output_name"]
