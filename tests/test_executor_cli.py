@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
 import pytest
+
+from procs import wait_all_gone
 
 if TYPE_CHECKING:
     from fakes import FakeMusubi
@@ -30,24 +31,6 @@ def cli(*args: str, env: dict[str, str], **popen) -> subprocess.Popen:
 
 def lines(text: bytes) -> list[dict]:
     return [json.loads(line) for line in text.decode("utf-8").splitlines() if line.strip()]
-
-
-def still_alive(pids: list[int]) -> list[int]:
-    living = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                living.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return living
-
-
-def wait_all_gone(pids: list[int], within: float = 10.0) -> list[int]:
-    deadline = time.monotonic() + within
-    while still_alive(pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return still_alive(pids)
 
 
 class Training:

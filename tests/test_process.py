@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Optional
 import psutil
 import pytest
 
+from procs import wait_all_gone
+
 from executor import tree as tree_module
 from executor.command import Command
 from executor.errors import (Cancelled, MissingModule, OutOfMemory, Stalled, TimedOut, TrainerFailed,
@@ -88,25 +90,6 @@ class Workspace:
 @pytest.fixture
 def workspace(fake_musubi: FakeMusubi, tmp_path: Path) -> Workspace:
     return Workspace(fake_musubi, tmp_path)
-
-
-def alive(pids: list[int]) -> list[int]:
-    """The pids still running (zombies do not count: nobody reaps orphans here)."""
-    living = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                living.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return living
-
-
-def wait_all_gone(pids: list[int], within: float = 10.0) -> list[int]:
-    deadline = time.monotonic() + within
-    while alive(pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return alive(pids)
 
 
 class Recorder:
