@@ -7,7 +7,6 @@ environment a user's ComfyUI has: without ``PYTHONUNBUFFERED``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -4,7 +4,6 @@ respects choices, and the training defaults are the ones musubi's docs show."""
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
 
