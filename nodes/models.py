@@ -5,23 +5,52 @@ Hugging Face ids, and the architecture's selectors (task, model_version, ...). O
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ..executor import catalogue
-from ..executor.catalogue import Architecture, ModelInput, Selector
 from . import host
+from .deferred import catalogue
 from .errors import user_error
 from .fingerprint import digest, file_state
 from .values import MODELS_TYPE, MusubiModels
 
+if TYPE_CHECKING:
+    from ..executor.catalogue import Architecture, ModelInput, Selector
+
 NONE = "(none)"
 CATEGORY = "Musubi Tuner/Models"
 
+# (catalogue id, display name, media) of every architecture: all that registering the nodes
+# needs, so ComfyUI's start does not build the catalogue (nodes/deferred.py; it loads on first
+# INPUT_TYPES, validation or run). tests/test_pack_import.py checks this list against it.
+ARCHITECTURES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("hv", "HunyuanVideo", ("image", "video")),
+    ("hv15", "HunyuanVideo 1.5", ("image", "video")),
+    ("wan", "Wan 2.1 / 2.2", ("image", "video")),
+    ("framepack", "FramePack", ("image", "video")),
+    ("flux_kontext", "FLUX.1 Kontext", ("image",)),
+    ("flux_2", "FLUX.2", ("image",)),
+    ("qwen_image", "Qwen-Image", ("image",)),
+    ("zimage", "Z-Image", ("image",)),
+    ("kandinsky5", "Kandinsky 5", ("image", "video")),
+    ("ideogram4", "Ideogram 4", ("image",)),
+    ("krea2", "Krea 2", ("image",)),
+    ("hidream_o1", "HiDream-O1-Image", ("image",)),
+)
 
-def node_id(arch: Architecture) -> str:
-    return "MusubiModels" + "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", arch.id) if p)
+
+def node_id(arch: Architecture | str) -> str:
+    """``MusubiModels<Id>`` for an architecture (or its catalogue id)."""
+    arch_id = arch if isinstance(arch, str) else arch.id
+    return "MusubiModels" + "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", arch_id) if p)
+
+
+def no_files_choice(folder: str) -> str:
+    """The only entry of a required file dropdown whose folder is empty: the frontend shows an
+    empty list as "undefined"; this says what is missing (and validation refuses it)."""
+    return f"(no files in models/{folder})"
 
 
 def is_optional(model: ModelInput) -> bool:
@@ -80,11 +109,50 @@ def model_input(model: ModelInput) -> tuple[Any, dict[str, Any]]:
     if model.kind == "hf_id":
         return ("STRING", {"default": model.default or "", "tooltip": model_tooltip(model)})
     files = host.model_files(model.folder)
-    choices = [NONE] + files if is_optional(model) else files
-    options: dict[str, Any] = {"tooltip": model_tooltip(model)}
-    if choices:
-        options["default"] = choices[0]
-    return (choices, options)
+    if is_optional(model):
+        choices = [NONE] + files
+    else:
+        choices = files or [no_files_choice(model.folder)]
+    return (choices, {"default": choices[0], "tooltip": model_tooltip(model)})
+
+
+def check_model_files(arch: Architecture, inputs: dict[str, Any]) -> Any:
+    """True, or one message naming every chosen file ComfyUI does not list (an empty folder's
+    placeholder included), with what to do."""
+    problems = []
+    for model in arch.models:
+        value = inputs.get(model.name)
+        if model.kind == "hf_id" or not isinstance(value, str) or value == NONE:
+            continue  # not a file, wired (checked when the node runs), or left out
+        if value == no_files_choice(model.folder):
+            problems.append(f"{model.name}: ComfyUI's models/{model.folder} folder has no files; put the "
+                            f"{model.label or model.name} there and refresh the node list (R)")
+        elif host.model_path(model.folder, value) is None:
+            problems.append(f"{model.name}: {value!r} is not in ComfyUI's models/{model.folder} folder; "
+                            "refresh the node list (R) and pick a file that is listed")
+    return True if not problems else "; ".join(problems)
+
+
+class _ModelFilesValidation:
+    """The models nodes' VALIDATE_INPUTS, with the node's file inputs as its parameters.
+
+    ComfyUI passes VALIDATE_INPUTS only the inputs its signature names and skips its own
+    "value not in list" check for exactly those (execution.py validate_inputs, 0.3.75 and
+    current), so naming just the file inputs keeps ComfyUI's checks of the selectors and shows
+    the message on the file inputs alone. The names come from the catalogue, which is loaded
+    here, when a prompt is validated, not when ComfyUI imports the pack.
+    """
+
+    def __get__(self, instance: Any, owner: type) -> Callable[..., Any]:
+        arch = owner.arch()
+
+        def validate(**inputs: Any) -> Any:
+            return check_model_files(arch, inputs)
+
+        validate.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            inspect.Parameter(m.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+            for m in arch.models if m.kind != "hf_id"])
+        return validate
 
 
 class ModelsNodeBase:
@@ -96,6 +164,8 @@ class ModelsNodeBase:
     RETURN_TYPES = (MODELS_TYPE,)
     RETURN_NAMES = ("models",)
     OUTPUT_TOOLTIPS = ("The chosen model files and variant settings; wire it to the cache and training nodes.",)
+
+    VALIDATE_INPUTS = _ModelFilesValidation()
 
     @classmethod
     def arch(cls) -> Architecture:
@@ -161,19 +231,18 @@ def resolve_hf_or_path(value: str) -> str:
     return value
 
 
-def _description(arch: Architecture) -> str:
-    media = " and ".join(arch.media)
-    return (f"Picks the {arch.display_name} models for musubi-tuner ({media} training) from ComfyUI's model "
-            "folders, plus the variant settings that caching and training must agree on.")
+def _description(display_name: str, media: tuple[str, ...]) -> str:
+    return (f"Picks the {display_name} models for musubi-tuner ({' and '.join(media)} training) from ComfyUI's "
+            "model folders, plus the variant settings that caching and training must agree on.")
 
 
 def generate() -> tuple[dict[str, type], dict[str, str]]:
     classes: dict[str, type] = {}
     names: dict[str, str] = {}
-    for arch in catalogue.ARCHITECTURES.values():
-        nid = node_id(arch)
-        classes[nid] = type(nid, (ModelsNodeBase,), {"ARCH": arch.id, "DESCRIPTION": _description(arch)})
-        names[nid] = f"Musubi Models ({arch.display_name})"
+    for arch_id, display_name, media in ARCHITECTURES:
+        nid = node_id(arch_id)
+        classes[nid] = type(nid, (ModelsNodeBase,), {"ARCH": arch_id, "DESCRIPTION": _description(display_name, media)})
+        names[nid] = f"Musubi Models ({display_name})"
     return classes, names
 
 

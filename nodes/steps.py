@@ -12,9 +12,9 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from ..executor import catalogue
 from . import host
 from .check import settings as load_settings
+from .deferred import catalogue
 from .errors import reported, user_error
 from .fingerprint import OUTPUTS, digest
 from .progress import StepReporter
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from ..executor.plan import Plan
 
 CATEGORY = "Musubi Tuner/Steps"
-STEP_TITLES = {catalogue.CACHE_LATENTS: "cache latents", catalogue.CACHE_TEXT_ENCODER: "cache text encoder",
-               catalogue.TRAIN: "train LoRA", catalogue.CONVERT: "convert LoRA"}
+# keyed by the catalogue's step ids, spelled out so importing the nodes does not load the catalogue
+STEP_TITLES = {"cache_latents": "cache latents", "cache_text_encoder": "cache text encoder",
+               "train": "train LoRA", "convert": "convert LoRA"}
 DRY_RUN_TOOLTIP = ("Only check the inputs and show the exact command on the node (and in its output); nothing "
                    "is launched.")
 
@@ -255,7 +256,7 @@ class CacheNodeBase:
 
 
 class MusubiCacheLatents(CacheNodeBase):
-    STEP = catalogue.CACHE_LATENTS
+    STEP = "cache_latents"
     DESCRIPTION = ("Runs musubi-tuner's latent caching for the dataset (encodes every image or clip with the "
                    "VAE once, so training does not need the VAE). Run it again after changing the dataset.")
 
@@ -291,7 +292,7 @@ FP8_TEXT_ENCODER_OPTIONS = ("fp8_llm", "fp8_t5", "fp8_vl", "fp8_text_encoder", "
 
 
 class MusubiCacheTextEncoder(CacheNodeBase):
-    STEP = catalogue.CACHE_TEXT_ENCODER
+    STEP = "cache_text_encoder"
     DESCRIPTION = ("Runs musubi-tuner's text-encoder caching: encodes every caption once, so training does not "
                    "need the text encoders. Run it after Cache Latents.")
 

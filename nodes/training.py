@@ -9,8 +9,8 @@ import os
 import shlex
 from typing import Any, Mapping
 
-from ..executor import catalogue
 from . import delivery, host
+from .deferred import catalogue
 from .errors import MusubiTunerError, error_type, reported, user_error
 from .fingerprint import OUTPUTS, digest
 from .progress import StepReporter
