@@ -46,10 +46,19 @@ __all__ = ["run", "cli_run", "SUPERVISOR"]
 
 SUPERVISOR = str(Path(__file__).resolve().with_name("supervisor.py"))
 
-CHUNK = 65536
+CHUNK = 262144
 # Bounded queue: when the caller's thread falls behind, the readers block and
 # the child blocks on its pipe instead of our memory growing (at most ~4 MiB here).
-QUEUE_CHUNKS = 64
+QUEUE_CHUNKS = 16
+# tqdm writes (and flushes) every frame on its own. Woken for each one, a
+# reader costs the child a context switch per frame: a bare drain of a frame
+# flood took 2.1x the time of writing to /dev/null. Letting small writes pile
+# up in a larger pipe for a millisecond after a read that emptied it brings
+# that to ~1.05x and hands the parser fewer, larger chunks; a frame waits at
+# most NAP longer (progress latency targets are in tens of ms; benchmarks/).
+NAP = 0.001
+PIPE_SIZE = 1 << 20
+F_SETPIPE_SZ = 1031  # Linux fcntl; other systems keep their default pipe size
 TAIL_LINES = 200
 TAIL_LINE_CHARS = 2000
 # After the main process exited, how long pipes may stay open (held by
@@ -196,6 +205,17 @@ def _script_name(argv: Sequence[str]) -> str:
 
 # -- one run's I/O ---------------------------------------------------------------
 
+def _grow_pipe(fd: int) -> None:
+    """Best effort: a 1 MiB pipe (Linux) so NAP never blocks a fast writer."""
+    if sys.platform.startswith("linux"):
+        import fcntl
+
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # above /proc/sys/fs/pipe-max-size: keep the default
+            pass
+
+
 class _Readers:
     """One daemon thread per pipe doing only ``os.read`` into a bounded queue:
     a chunk, ``b""`` at EOF, or the exception that stopped it. Byte reads,
@@ -220,12 +240,15 @@ class _Readers:
                 # poll, not select: ComfyUI may hold more than FD_SETSIZE (1024) files.
                 poller = select.poll()
                 poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+                _grow_pipe(fd)
             while not self._stop.is_set():
                 if poller is not None and not poller.poll(READER_WAKE * 1000):
                     continue
                 data = os.read(fd, CHUNK)
                 if not self._put((name, data)) or not data:
                     return
+                if len(data) < CHUNK:
+                    time.sleep(NAP)
         except BaseException as exc:  # noqa: BLE001 - carried to the caller's thread
             self._put((name, exc))
         finally:

@@ -54,7 +54,7 @@ class OutputParser:
         """Events completed by ``data`` read from ``stream`` ("stdout"/"stderr")."""
         splitter = self._splitters.get(stream)
         if splitter is None:
-            splitter = self._splitters[stream] = LineSplitter()
+            splitter = self._splitters[stream] = LineSplitter(coalesce=self._coalesce)
         events = self._segments(stream, splitter.feed(data))
         pending = splitter.pending
         reported = self._reported.get(stream)

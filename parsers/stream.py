@@ -48,9 +48,10 @@ class LineSplitter:
     or ``\\r\\n``, ANSI escapes are removed and blank segments are dropped.
     """
 
-    def __init__(self, max_segment: int = MAX_SEGMENT) -> None:
+    def __init__(self, max_segment: int = MAX_SEGMENT, *, coalesce: bool = False) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._max_segment = max_segment
+        self._coalesce = coalesce
         self._pending = ""
         # A `\r` that ended the last chunk: we only know whether it starts a
         # `\r\n` pair once the next chunk arrives.
@@ -95,6 +96,8 @@ class LineSplitter:
         hold = text.endswith("\r")
         if hold:
             text = text[:-1]
+        if self._coalesce and text.count("\r") > 2:
+            text = _overwritten_frames_dropped(text)
         parts = _LINE_END.split(text)
         # parts alternates text, separator, text, ...; the last text is unended.
         pending = self._pending
@@ -117,3 +120,24 @@ class LineSplitter:
             text = text[self._max_segment:]
         if text and not text.isspace():
             segments.append(Segment(text, end))
+
+
+def _overwritten_frames_dropped(text: str) -> str:
+    """``text`` without the ``\r`` pieces a later ``\r`` on the same line overwrote.
+
+    Within each line of the chunk, keeps what precedes the first ``\r``, the
+    last complete piece and what follows it: a terminal would show the same.
+    A frame flood is then split and parsed once per chunk, not once per frame.
+    """
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        # A `\r` right before `\n` is part of the line end, not a frame start.
+        body, crlf = (line[:-1], "\r") if index < len(lines) - 1 and line.endswith("\r") else (line, "")
+        first = body.find("\r")
+        last = body.rfind("\r")
+        if first == -1 or first == last:
+            continue
+        before_last = body.rfind("\r", 0, last)
+        if before_last > first:
+            lines[index] = body[:first + 1] + body[before_last + 1:] + crlf
+    return "\n".join(lines)

@@ -149,3 +149,40 @@ def test_random_chunking_gives_identical_events(seed: int):
 def test_one_byte_chunks_give_identical_events():
     whole = run([("stderr", STDERR)])
     assert run([("stderr", STDERR[i:i + 1]) for i in range(len(STDERR))]) == whole
+
+
+def non_progress(events: list) -> list:
+    return [e for e in events if not isinstance(e, Progress)]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_coalescing_keeps_every_line_and_the_final_frame_in_any_chunking(seed: int):
+    """Coalescing may only drop frames a later frame overwrote: every log line,
+    milestone and the bar's final state survive whatever the read sizes."""
+    rnd = random.Random(seed)
+    whole = run([("stderr", STDERR), ("stdout", STDOUT)])
+    chunks = [("stderr", c) for c in chunked(STDERR, [rnd.randint(1, 400) for _ in range(len(STDERR))])]
+    chunks += [("stdout", STDOUT)]
+    coalesced = run(chunks, coalesce_progress=True)
+    assert non_progress(coalesced) == non_progress(whole)
+    frames = [e for e in coalesced if isinstance(e, Progress)]
+    assert frames and frames[-1] == [e for e in whole if isinstance(e, Progress)][-1]
+    assert all(frame in whole for frame in frames)
+
+
+def test_a_frame_flood_in_one_read_is_split_once():
+    """The splitter drops overwritten frames before splitting, so a read
+    holding thousands of frames yields a handful of segments."""
+    from parsers.stream import LineSplitter, Segment
+
+    frames = "".join(f"\rsteps:  {i % 100:2d}%| | {i}/5000 [00:01<00:02,  1.00it/s, avr_loss=0.5]"
+                     for i in range(5000))
+    data = ("INFO:a:start\n" + frames + "INFO:a:glued\r\n" + frames).encode()
+    coalescing, plain = LineSplitter(coalesce=True), LineSplitter()
+    segments, every = coalescing.feed(data), plain.feed(data)
+    assert len(every) > 5000 and len(segments) <= 5
+    assert segments[0] == every[0] == Segment("INFO:a:start", "\n")
+    glued = Segment("steps:  99%| | 4999/5000 [00:01<00:02,  1.00it/s, avr_loss=0.5]INFO:a:glued", "\n")
+    assert glued in segments and glued in every
+    # The newest frame of the second flood is still pending, as without coalescing.
+    assert segments[-1] == every[-1] and coalescing.pending == plain.pending
