@@ -24,6 +24,9 @@ __all__ = [
 
 # Lines kept for classify(): a traceback plus what led to it.
 TAIL_LINES = 200
+# Longest tail line kept: failure signatures sit at a line's start, and 200
+# full-length (64 KiB) lines would hold ~13 MB for nothing.
+TAIL_LINE_CHARS = 4000
 
 
 class OutputParser:
@@ -114,7 +117,7 @@ class OutputParser:
         if not text.strip():
             return
         line_events = parse_line(text, stream)
-        self._tail.append(line_events[0].text)  # type: ignore[union-attr]
+        self._tail.append(line_events[0].text[:TAIL_LINE_CHARS])  # type: ignore[union-attr]
         if any(event.type == "items_found" for event in line_events):
             self._item_lines.append(line_events[0].text)  # type: ignore[union-attr]
         events.extend(line_events)

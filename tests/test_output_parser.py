@@ -186,3 +186,15 @@ def test_a_frame_flood_in_one_read_is_split_once():
     assert glued in segments and glued in every
     # The newest frame of the second flood is still pending, as without coalescing.
     assert segments[-1] == every[-1] and coalescing.pending == plain.pending
+
+
+def test_the_tail_keeps_bounded_lines_and_still_classifies():
+    import parsers
+
+    parser = OutputParser()
+    for _ in range(300):
+        parser.feed("stderr", b"x" * 60000 + b"\n")
+    parser.feed("stderr", b"torch.OutOfMemoryError: CUDA out of memory. " + b"y" * 60000 + b"\n")
+    assert len(parser.tail) == parsers.TAIL_LINES
+    assert max(map(len, parser.tail)) == parsers.TAIL_LINE_CHARS
+    assert parser.classify(1).kind == "out_of_memory"
