@@ -476,6 +476,8 @@ def test_lora_name_output_wires_into_lora_loaders_dropdown(server: ComfyServer, 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_workflows"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+REGENERATE_EXAMPLES = "regenerate them from the node definitions: python3 .ci/generate_examples.py"
+REGENERATE_LOCALES = "regenerate it from the node definitions: python3 .ci/generate_locales.py"
 
 
 def widget_inputs(node_info: dict[str, Any]) -> list[str]:
@@ -505,12 +507,12 @@ def test_example_workflow_matches_the_node_definitions_and_its_api_twin(name: st
         if node["type"] == "Note":
             continue
         names = widget_inputs(info[node["type"]])
-        assert len(node["widgets_values"]) == len(names), node["type"]
+        assert len(node["widgets_values"]) == len(names), f"{node['type']}: {REGENERATE_EXAMPLES}"
         twin = api[str(node["id"])]
-        assert twin["class_type"] == node["type"]
+        assert twin["class_type"] == node["type"], REGENERATE_EXAMPLES
         for widget, value in zip(names, node["widgets_values"]):
             if widget in twin["inputs"] and not isinstance(twin["inputs"][widget], list):
-                assert twin["inputs"][widget] == value, (node["type"], widget)
+                assert twin["inputs"][widget] == value, f"{node['type']}.{widget}: {REGENERATE_EXAMPLES}"
         for entry in node["inputs"]:
             if entry["link"] is not None:
                 link = next(link for link in ui["links"] if link[0] == entry["link"])
@@ -567,16 +569,16 @@ def test_english_locale_is_exactly_what_the_nodes_say(client: ComfyClient) -> No
     """locales/en overrides the definitions in the UI, so a stale entry would hide a fixed tooltip."""
     ours = {k: v for k, v in client.object_info().items() if k.startswith("Musubi")}
     en = json.loads((LOCALES / "en" / "main.json").read_text(encoding="utf-8"))["nodeDefs"]
-    assert set(en) == set(ours)
+    assert set(en) == set(ours), f"locales/en lists other nodes; {REGENERATE_LOCALES}"
     for node_id, node_info in ours.items():
-        assert en[node_id] == node_texts(node_info), f"locales/en is stale for {node_id}"
+        assert en[node_id] == node_texts(node_info), f"locales/en is stale for {node_id}; {REGENERATE_LOCALES}"
 
 
 @pytest.mark.timeout(60)
 def test_japanese_locale_covers_every_node_and_is_served(client: ComfyClient) -> None:
     ours = {k: v for k, v in client.object_info().items() if k.startswith("Musubi")}
     ja = json.loads((LOCALES / "ja" / "main.json").read_text(encoding="utf-8"))["nodeDefs"]
-    assert set(ja) == set(ours)
+    assert set(ja) == set(ours), f"locales/ja lists other nodes; {REGENERATE_LOCALES} (it lists what to translate)"
     for node_id, node_info in ours.items():
         entry = ja[node_id]
         assert entry["display_name"] and entry["description"] and entry["display_name"] != node_info["display_name"]
@@ -584,6 +586,7 @@ def test_japanese_locale_covers_every_node_and_is_served(client: ComfyClient) ->
         if not node_id.startswith("MusubiModels"):
             for group in ("required", "optional"):
                 for name in node_info["input"].get(group, {}):
+                    assert name in entry["inputs"], f"{node_id}.{name} has no Japanese; {REGENERATE_LOCALES}"
                     assert entry["inputs"][name]["name"] and entry["inputs"][name]["tooltip"], (node_id, name)
     served = client.get("/i18n")
     assert served["ja"]["nodeDefs"]["MusubiTrainLoRA"]["display_name"] == ja["MusubiTrainLoRA"]["display_name"]
