@@ -1,20 +1,67 @@
 """The pack in a real browser: headless Chromium against the test server's ComfyUI frontend.
 
-Screenshots go to test-artifacts/ (gitignored); CI keeps them as artifacts.
+What a user sees: every node registered, the node search finds them, an example workflow opens
+from the template browser (with its thumbnail), an empty model folder shows its placeholder, and
+a run queued with the Run button moves the Train node's progress bar and progress text (against
+the fake musubi venv, one second per training step). Screenshots go to test-artifacts/
+(gitignored); CI keeps them as artifacts.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
-from comfy_browser import CdpPage
-from comfy_fixtures import pack_node_ids
-from comfy_harness import ComfyClient
+from comfy_browser import CdpPage, Chromium
+from comfy_fixtures import FRONTEND_READY, pack_node_ids
+from comfy_harness import ComfyClient, ComfyServer
+from fakes import FakeMusubi, fake_musubi, png_bytes  # noqa: F401  (fake_musubi is a fixture)
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.timeout(180)]
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_workflows"
+WAN_EXAMPLE = "wan_2.1_2.2_t2v_lora"
+MODEL_FOLDERS = ("diffusion_models", "vae", "text_encoders", "clip_vision")
+TINY_SAFETENSORS = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "
+TRAIN_NODE = 5  # the Train LoRA node's id in the examples
+
+
+def center(page: CdpPage, selector: str) -> tuple[float, float]:
+    """Where a real click on the element lands (its centre, in CSS pixels)."""
+    box = page.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+                        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    return box[0], box[1]
+
+
+def dismiss_banner(page: CdpPage) -> None:
+    """Close the frontend's "Nodes 2.0" announcement, which covers the top of every screenshot."""
+    page.evaluate("document.querySelector('.bg-gradient-to-r button.absolute')?.click()")
+
+
+def open_template(page: CdpPage, name: str, shot: Path | None = None) -> None:
+    """Open the template browser from the sidebar, wait for this pack's card of `name` (and its
+    thumbnail), and click it, as a user does."""
+    page.click(*center(page, "button.templates-tab-button"))
+    card = f'[data-testid="template-workflow-{name}"]'
+    page.wait_for(f"document.querySelector({json.dumps(card)})", timeout=20)
+    page.wait_for(f"(() => {{ const img = document.querySelector({json.dumps(card + ' img')});"
+                  " return img && img.complete && img.naturalWidth > 0; })()", timeout=20)
+    if shot is not None:
+        page.screenshot(shot)
+    page.click(*center(page, card))
+    page.wait_for("!document.querySelector('[data-testid=template-workflows-content]')", timeout=20)
+    expected = sorted(n["type"] for n in json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))["nodes"])
+    as_js = json.dumps(json.dumps(expected, separators=(",", ":")))  # the string JSON.stringify gives
+    page.wait_for(f"JSON.stringify(app.graph._nodes.map(n => n.type).sort()) === {as_js}", timeout=20)
+
+
+def repaint(page: CdpPage) -> None:
+    page.evaluate("app.graph.setDirtyCanvas(true, true)")
+    page.wait_for("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))", timeout=10)
 
 
 def test_frontend_registers_every_pack_node(comfy_page: CdpPage, comfy_client: ComfyClient,
@@ -69,3 +116,133 @@ def test_pack_nodes_can_be_placed_on_the_canvas(comfy_page: CdpPage, comfy_clien
                         " app.graph.setDirtyCanvas(true, true)")
     comfy_page.wait_for("new Promise(r => requestAnimationFrame(() => r(true)))", timeout=10)
     comfy_page.screenshot(artifacts_dir / "pack-nodes.png")
+
+
+def test_an_example_workflow_opens_from_the_template_browser(comfy_page: CdpPage, artifacts_dir: Path) -> None:
+    dismiss_banner(comfy_page)
+    comfy_page.evaluate("app.graph.clear()")
+    open_template(comfy_page, WAN_EXAMPLE, shot=artifacts_dir / "template-browser.png")
+    example = json.loads((EXAMPLES / f"{WAN_EXAMPLE}.json").read_text(encoding="utf-8"))
+    train = next(n for n in example["nodes"] if n["type"] == "MusubiTrainLoRA")
+    shown = comfy_page.evaluate(
+        f"(() => {{ const n = app.graph.getNodeById({train['id']});"
+        " return [n.type, n.widgets.find(w => w.name === 'output_name').value,"
+        " app.graph.links.size ?? Object.keys(app.graph.links).length]; })()")
+    assert shown == ["MusubiTrainLoRA", "my_wan_lora", len(example["links"])]
+    comfy_page.evaluate("app.extensionManager.command.execute('Comfy.Canvas.FitView')")
+    repaint(comfy_page)
+    comfy_page.screenshot(artifacts_dir / "template-loaded.png")
+
+
+def test_an_empty_model_folder_shows_its_placeholder_not_undefined(comfy_page: CdpPage, artifacts_dir: Path) -> None:
+    # the shared test server's model folders are empty
+    values = comfy_page.evaluate(
+        "(() => { app.graph.clear(); const node = LiteGraph.createNode('MusubiModelsWan'); node.pos = [80, 120];"
+        " app.graph.add(node); return Object.fromEntries(node.widgets.map(w => [w.name, String(w.value)])); })()")
+    assert values["dit"] == "(no files in models/diffusion_models)"
+    assert values["vae"] == "(no files in models/vae)" and values["clip"] == "(none)"
+    assert "undefined" not in values.values()
+    repaint(comfy_page)
+    comfy_page.screenshot(artifacts_dir / "empty-model-folders.png")
+
+
+# ---------------------------------------------------------------------------- a run from the UI
+
+@pytest.fixture(scope="module")
+def run_server(comfy_servers: Any, fake_musubi: FakeMusubi) -> ComfyServer:  # noqa: F811
+    """A server whose pack runs the fake musubi venv slowly (one second per training step), with
+    tiny model files and a four-image dataset in input/my_wan_dataset (the Wan example's folder)."""
+    server = comfy_servers.start("browser-run", env={"MUSUBI_TUNER_ROOT": str(fake_musubi.root),
+                                                     "MUSUBI_TUNER_ENV": str(fake_musubi.venv)})
+    for folder in MODEL_FOLDERS:
+        (server.base_dir / "models" / folder / f"tiny_{folder}.safetensors").write_bytes(TINY_SAFETENSORS)
+    dataset = server.base_dir / "input" / "my_wan_dataset"
+    dataset.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 5):
+        (dataset / f"img{i}.png").write_bytes(png_bytes(64, 64))
+        (dataset / f"img{i}.txt").write_text(f"a photo number {i}", encoding="utf-8")
+    # the pack's settings file in ComfyUI's user folder: env for musubi's children (here, the fake's pace)
+    settings = server.base_dir / "user" / "__musubi-tuner-nodes" / "config.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"env": {"FAKE_MUSUBI_STEP_SECONDS": "1"}}), encoding="utf-8")
+    return server
+
+
+@pytest.fixture
+def run_page(chromium: Chromium, run_server: ComfyServer) -> Iterator[CdpPage]:
+    run_server.client().post("/settings/Comfy.TutorialCompleted", True)
+    page = chromium.tab()
+    try:
+        page.navigate(run_server.url)
+        page.wait_for(FRONTEND_READY, timeout=60)
+        yield page
+    finally:
+        page.close()
+
+
+# What a user changes in the Wan example to train on the test server: its folder holds 64 px
+# images, the model dropdowns list the tiny files, and the fake venv has no bitsandbytes for
+# the recommended adamw8bit. Three epochs of four images: 12 steps.
+ADAPT_WAN_EXAMPLE = """(() => {
+  const set = (id, name, value) => {
+    const widget = app.graph.getNodeById(id).widgets.find(w => w.name === name);
+    widget.value = value;
+    widget.callback?.(value);
+  };
+  set(1, 'width', 64); set(1, 'height', 64); set(1, 'enable_bucket', false);
+  set(2, 'task', 't2v-1.3B'); set(2, 'dit', 'tiny_diffusion_models.safetensors');
+  set(2, 'vae', 'tiny_vae.safetensors'); set(2, 't5', 'tiny_text_encoders.safetensors');
+  set(5, 'optimizer_type', 'AdamW'); set(5, 'max_train_epochs', 3); set(5, 'output_name', 'browser_run');
+})()"""
+# The screenshots' view: the cache steps, the whole Train node (with its progress text at the
+# bottom) and the loaders, below the frontend's top bar; no minimap or canvas counters over them.
+SHOW_STEPS = f"""(() => {{
+  app.extensionManager.setting.set('Comfy.Minimap.Visible', false);
+  app.canvas.show_info = false;
+  const first = app.graph.getNodeById(3).getBounding(), train = app.graph.getNodeById({TRAIN_NODE}).getBounding();
+  const scale = Math.min(0.85, (app.canvas.canvas.clientHeight - 140) / train[3]);
+  app.canvas.ds.scale = scale;
+  app.canvas.ds.offset = [70 / scale - first[0], 105 / scale - train[1]];
+}})()"""
+TRAIN_STATE = (f"(() => {{ const n = app.graph.getNodeById({TRAIN_NODE});"
+               " const text = n.widgets?.find(w => w.name === '$$node-text-preview');"
+               " return {progress: n.progress ?? null, text: text ? String(text.value) : null}; })()")
+
+
+def train_state(page: CdpPage) -> dict[str, Any]:
+    return page.evaluate(TRAIN_STATE)
+
+
+@pytest.mark.timeout(240)
+def test_a_run_queued_with_the_run_button_moves_the_train_nodes_progress(
+        run_page: CdpPage, run_server: ComfyServer, artifacts_dir: Path) -> None:
+    page = run_page
+    dismiss_banner(page)
+    open_template(page, WAN_EXAMPLE)
+    page.evaluate(ADAPT_WAN_EXAMPLE)
+    page.evaluate(SHOW_STEPS)
+    repaint(page)
+    page.click(*center(page, "[data-testid=queue-button]"))
+
+    # mid-run: the bar is part-way and the text names the phase, the step and the loss
+    first = page.wait_for(f"(() => {{ const s = {TRAIN_STATE}; return s.progress > 0 && s.progress < 0.5"
+                          " && /step \\d+\\/12/.test(s.text || '') && s; })()", timeout=120, value=True)
+    page.screenshot(artifacts_dir / "training-early.png")
+    assert "epoch" in first["text"] and "avr_loss" in first["text"], first
+    later = page.wait_for(f"(() => {{ const s = {TRAIN_STATE}; return s.progress >= 0.5 && s.progress < 1 && s; }})()",
+                          timeout=60, value=True)
+    page.screenshot(artifacts_dir / "training-progress.png")
+    assert later["progress"] > first["progress"]
+    # the frontend's own summary beside the Run button names the running node
+    assert "Musubi Train LoRA" in page.evaluate("document.body.innerText")
+
+    # the end: the bar is gone, the text says done, the LoRA is where LoraLoader looks
+    done = page.wait_for(f"(() => {{ const s = {TRAIN_STATE};"
+                         " return s.progress === null && /done/.test(s.text || '') && s; })()", timeout=60, value=True)
+    page.screenshot(artifacts_dir / "training-done.png")
+    assert "browser_run" in done["text"]
+    lora = run_server.base_dir / "models" / "loras" / "musubi-tuner" / "browser_run.safetensors"
+    deadline = time.monotonic() + 10
+    while not lora.is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lora.is_file(), sorted(p.name for p in lora.parent.glob("*")) if lora.parent.exists() else "no folder"
