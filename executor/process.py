@@ -20,6 +20,7 @@ before it is assigned.
 from __future__ import annotations
 
 import os
+import dataclasses
 import queue
 import re
 import shutil
@@ -60,6 +61,7 @@ NAP = 0.001
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031  # Linux fcntl; other systems keep their default pipe size
 TAIL_LINES = 200
+MIN_SECRET_CHARS = 8
 TAIL_LINE_CHARS = 2000
 # After the main process exited, how long pipes may stay open (held by
 # data-loader workers or other leftovers) before we stop those and give up.
@@ -98,7 +100,7 @@ def run(command: Any, *, on_event: Optional[EventCallback] = None,
     tree = _launch(command, grace_period, warnings)
     script = _script_name(command.argv)
     try:
-        session = _Session(tree, script, on_event, log_path, warnings)
+        session = _Session(tree, script, on_event, log_path, warnings, secrets=_secret_values(command.env))
     except BaseException:
         tree.stop(grace_period)
         tree.close()
@@ -115,6 +117,8 @@ def run(command: Any, *, on_event: Optional[EventCallback] = None,
                        last_progress=session.last_progress, log_path=log_path, warnings=warnings)
     error = _decide(result, session, reason, script=script, timeout=timeout,
                     stall_timeout=stall_timeout)
+    if error is not None:
+        session.redactor.scrub(error)
     if error is not None and check:
         raise error
     return result
@@ -321,11 +325,83 @@ class _Log:
             self._file = None
 
 
+def _secret_values(env: Any) -> list[str]:
+    """Values of the child's secret-looking variables (HF_TOKEN, WANDB_API_KEY, *SECRET*, ...),
+    ComfyUI's own included: whatever the trainer prints of them must not reach the log, the
+    events or an error message. Short values are left alone (they would blank out ordinary words)."""
+    from .command import is_secret_name
+
+    return sorted({str(v) for k, v in dict(env or {}).items()
+                   if is_secret_name(str(k)) and len(str(v)) >= MIN_SECRET_CHARS}, key=len, reverse=True)
+
+
+class _Redactor:
+    """Replaces secret values with ``***`` in text, events and the raw bytes of each stream.
+
+    The bytes of one stream arrive in chunks, so a chunk's end that could be the start of a
+    secret is held back until the next chunk (or the end) decides it."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self.values = list(secrets)
+        self._raw = [(s.encode("utf-8", "surrogateescape"), b"***") for s in self.values]
+        self._carry: dict[str, bytes] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def text(self, text: str) -> str:
+        for secret in self.values:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def feed(self, stream: str, data: bytes) -> bytes:
+        if not self._raw:
+            return data
+        data = self._carry.pop(stream, b"") + data
+        for secret, mask in self._raw:
+            data = data.replace(secret, mask)
+        hold = 0
+        for secret, _ in self._raw:
+            for size in range(min(len(secret) - 1, len(data)), hold, -1):
+                if data.endswith(secret[:size]):
+                    hold = size
+                    break
+        if hold:
+            self._carry[stream], data = data[-hold:], data[:-hold]
+        return data
+
+    def flush(self) -> bytes:
+        rest, self._carry = b"".join(self._carry.values()), {}
+        return rest
+
+    def event(self, event: Any) -> Any:
+        if not self.values:
+            return event
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(event):
+            value = getattr(event, f.name)
+            if isinstance(value, str) and self.text(value) != value:
+                changes[f.name] = self.text(value)
+            elif isinstance(value, dict) and any(isinstance(v, str) and self.text(v) != v for v in value.values()):
+                changes[f.name] = {k: self.text(v) if isinstance(v, str) else v for k, v in value.items()}
+        return dataclasses.replace(event, **changes) if changes else event
+
+    def scrub(self, error: RunError) -> None:
+        """The error's message and hint (built from the parser's unredacted lines)."""
+        if self.values:
+            error.message, error.hint = self.text(error.message), self.text(error.hint)
+            error.args = (error.message,)
+            if error.result.failure_hint:
+                error.result.failure_hint = self.text(error.result.failure_hint)
+
+
 class _Session:
     """State of one run while it streams; used only by :func:`run`."""
 
     def __init__(self, tree: ProcessTree, script: str, on_event: Optional[EventCallback],
-                 log_path: Optional[str], warnings: list[str]) -> None:
+                 log_path: Optional[str], warnings: list[str], secrets: Sequence[str] = ()) -> None:
+        self.redactor = _Redactor(secrets)
         self.tree = tree
         self.script = script
         self.on_event = on_event
@@ -385,11 +461,12 @@ class _Session:
             self.readers.open.discard(stream)
             return
         self.last_output = time.monotonic()
-        self.log.write(data)
+        self.log.write(self.redactor.feed(stream, data))
         self.deliver(self.parser.feed(stream, data), deliver)
 
     def deliver(self, events: list[Event], deliver: bool) -> None:
         for event in events:
+            event = self.redactor.event(event)
             if isinstance(event, Progress):
                 self.last_progress = event
             elif isinstance(event, LogLine):
@@ -423,6 +500,7 @@ class _Session:
                 self.warnings.append(f"{self.script} did not exit after being stopped.")
         finally:
             self.readers.stop()
+            self.log.write(self.redactor.flush())
             self.log.close()
             self.tree.close()
 
