@@ -659,9 +659,16 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
             "failure_hint": result.failure_hint if result else (getattr(error, "hint", None) or
                                                                 (str(error) if error else None)),
             "log": LOG_FILE, "tail": list(result.tail[-20:]) if result else [],
+            "warnings": list(result.warnings) if result else [],
         }
-        write_atomic(run_dir / RESULT_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n",
-                     overwrite="never")
+        try:
+            write_atomic(run_dir / RESULT_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n",
+                         overwrite="never")
+        except OSError as exc:
+            # A full disk must not turn a finished run into an error: the caller still gets the
+            # result (and the LoRA), and is told the record is missing.
+            if result is not None:
+                result.warnings.append(f"{RESULT_FILE} could not be written in {run_dir} ({exc}).")
         if error is not None:
             raise error
         assert result is not None

@@ -136,6 +136,12 @@ def ui(text: str, plan: Optional[Plan] = None, **extra: Any) -> dict[str, Any]:
     return out
 
 
+def warning_lines(result: Any) -> str:
+    """``\\nwarning: ...`` for each thing the run wants the user to know although it worked
+    (leftover processes that had to be stopped, a log file that could not be written)."""
+    return "".join(f"\nwarning: {w}" for w in getattr(result, "warnings", None) or [])
+
+
 def run_plan(plan: Plan, reporter: StepReporter) -> Any:
     """Launch a checked plan on this (ComfyUI's execution) thread and wait for it.
 
@@ -248,6 +254,7 @@ class CacheNodeBase:
         OUTPUTS.record(step, unique_id, files)
         detail = (f"{len(files)} cache files in {', '.join(dataset.cache_directories)} ({result.duration:.1f} s)"
                   f"\nrun folder: {plan.run_dir}")
+        detail += warning_lines(result)
         if notes:
             detail += "\n" + "\n".join(f"note: {n}" for n in notes)
         reporter.finish(detail)

@@ -16,7 +16,7 @@ from .fingerprint import OUTPUTS, digest
 from .progress import StepReporter
 from .steps import (
     CATEGORY, STEP_TITLES, accepted_options, arch_of, check_wires, dry_run_text,
-    plan_step, run_plan, ui,
+    plan_step, run_plan, ui, warning_lines,
 )
 from .values import DATASET_TYPE, MODELS_TYPE, MusubiDataset, MusubiModels
 
@@ -294,7 +294,7 @@ class MusubiTrainLoRA:
 
         s = load_settings()
         reporter = StepReporter(unique_id, step=catalogue.TRAIN, interval=s.progress_update_interval, title=title)
-        run_plan(plan, reporter)
+        result = run_plan(plan, reporter)
         trained = os.path.join(plan.run_dir, f"{name}.safetensors")
         if not os.path.isfile(trained):
             raise user_error(f"training finished but {trained} is missing", f"see {plan.run_dir}/run.log")
@@ -315,6 +315,7 @@ class MusubiTrainLoRA:
         lora_name = host.lora_name(lora_path) or os.path.basename(lora_path)
         OUTPUTS.record(catalogue.TRAIN, unique_id, [lora_path])
         detail = f"LoRA: {lora_name} ({how})\nrun folder: {plan.run_dir}"
+        detail += warning_lines(result)
         if notes:
             detail += "\n" + "\n".join(f"note: {n}" for n in notes)
         reporter.finish(detail)
