@@ -154,6 +154,7 @@ class _Context:
     problems: list[Problem]
     selectors: dict[str, Any]
     check_caches: bool = True
+    roots: tuple[str, ...] = ()  # settings.output_roots: where steps may write (empty: anywhere)
 
     def error(self, input_name: str, message: str, fix: str) -> None:
         self.problems.append(Problem(input_name, message, fix, ERROR))
@@ -192,7 +193,7 @@ def preflight(arch: Any, step: str, *, settings: Any = None, install: Any = None
     if install is None and settings is not None:
         install = _check_install(settings, problems)
     ctx = _Context(arch, step, install.root if install is not None else None, problems, {},
-                   check_caches=check_caches)
+                   check_caches=check_caches, roots=tuple(getattr(settings, "output_roots", ()) or ()))
 
     script = arch.scripts.get(step)
     if script is None:
@@ -407,6 +408,23 @@ def _check_datasets(ctx: _Context, config: DatasetConfig, suffix: Optional[str])
                           "point cache_directory at a folder (it is created if missing)")
             elif step == cat.TRAIN and suffix and ctx.check_caches:
                 _check_caches(ctx, prefix, cache_path, suffix, ds.kind)
+            elif step != cat.TRAIN and ctx.roots and not inside_roots(cache_path, ctx.roots):
+                # Caching writes there, and deletes the cache files the dataset no longer makes.
+                where = "" if ds.cache_directory is not None else \
+                    " (no cache_directory: musubi writes the caches into the media folder)"
+                ctx.error(f"{prefix}.cache_directory", f"{cache_path}{where} is outside the folders this pack "
+                          f"may write to ({', '.join(ctx.roots)})", "set cache_directory to a folder inside one of "
+                          "them, or add the folder to output_roots in the settings file on the server")
+
+
+def inside_roots(path: str, roots: Iterable[str]) -> bool:
+    """``path`` is one of ``roots`` or inside one (symlinks resolved, case as the OS compares)."""
+    real = os.path.normcase(os.path.realpath(path))
+    for root in roots:
+        base = os.path.normcase(os.path.realpath(root))
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            return True
+    return False
 
 
 def _check_media_folder(ctx: _Context, config: DatasetConfig, i: int, folder: str, key: str,

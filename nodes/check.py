@@ -13,10 +13,19 @@ from . import host
 
 
 def settings():
-    """The pack's settings as seen from inside ComfyUI (adds ComfyUI's user-folder file)."""
-    from ..executor.config import load_settings
+    """The pack's settings as seen from inside ComfyUI (adds ComfyUI's user-folder file).
 
-    return load_settings(host.pack_directory(), user_config=host.user_config_file())
+    Inside ComfyUI the steps may write only into ComfyUI's output and input folders and the
+    configured ``output_roots``: those become the settings' output_roots, which pre-flight
+    enforces for output and cache folders (anyone who can queue a prompt chooses those paths).
+    """
+    from dataclasses import replace
+
+    from ..executor.config import load_settings
+    from .guards import write_roots
+
+    loaded = load_settings(host.pack_directory(), user_config=host.user_config_file())
+    return replace(loaded, output_roots=tuple(write_roots(loaded.output_roots)))
 
 
 def report_text(refresh: bool = False) -> tuple[str, bool]:

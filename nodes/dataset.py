@@ -24,6 +24,17 @@ FRAME_EXTRACTIONS = ("head", "chunk", "slide", "uniform", "full")
 CATEGORY = "Musubi Tuner/Dataset"
 
 
+def _output_roots() -> tuple[str, ...]:
+    """output_roots from the server's settings files (a broken file: none, so only ComfyUI's)."""
+    from ..executor.errors import TrainerError
+    from .check import settings
+
+    try:
+        return tuple(settings().output_roots)
+    except TrainerError:
+        return ()
+
+
 def _parse_frames(text: str) -> list[int]:
     try:
         frames = [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
@@ -63,9 +74,15 @@ def make_dataset(config: DatasetConfig, toml_path: str) -> MusubiDataset:
 
 
 def _empty_problems(dataset: MusubiDataset) -> list[str]:
-    return [f"datasets[{i}]: no {p.kind}s found in {p.source}"
-            + (" with a caption file" if p.kind == "image" else "")
-            for i, p in enumerate(dataset.parts) if p.items == 0]
+    out = []
+    for i, p in enumerate(dataset.parts):
+        folder = dataset.config.datasets[i].directory if i < len(dataset.config.datasets) else None
+        if folder and os.path.isfile(folder):
+            out.append(f"datasets[{i}]: {folder} is a file, not a folder")
+        elif p.items == 0:
+            out.append(f"datasets[{i}]: no {p.kind}s found in {p.source}"
+                       + (" with a caption file" if p.kind == "image" else ""))
+    return out
 
 
 class MusubiDatasetConfig:
@@ -141,19 +158,24 @@ class MusubiDatasetConfig:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, directory: Optional[str] = None,
-                        control_directory: Optional[str] = None) -> Any:
+    def VALIDATE_INPUTS(cls, directory: Optional[str] = None, control_directory: Optional[str] = None,
+                        cache_directory: Optional[str] = None, caption_extension: Optional[str] = None) -> Any:
+        # Only these text inputs are named, so ComfyUI still checks every other widget itself.
+        from . import guards
+
+        problems: list[Optional[str]] = []
         if directory is not None:
-            if not directory.strip():
-                return "set the folder with your images or videos"
-            path = host.resolve_user_path(directory)
-            if not os.path.isdir(path):
-                return f"folder not found: {path}"
+            problems.append(guards.labelled("directory", guards.folder_problem(directory) if directory.strip()
+                                            else "set the folder with your images or videos"))
         if control_directory and control_directory.strip():
-            path = host.resolve_user_path(control_directory)
-            if not os.path.isdir(path):
-                return f"control folder not found: {path}"
-        return True
+            problems.append(guards.labelled("control_directory",
+                                            guards.folder_problem(control_directory, "control folder")))
+        if cache_directory and cache_directory.strip():
+            problems.append(guards.writable_folder_problem(cache_directory, "cache_directory", _output_roots()))
+        if caption_extension is not None:
+            problems.append(guards.caption_extension_problem(caption_extension))
+        found = [p for p in problems if p]
+        return True if not found else "; ".join(found)
 
     @classmethod
     def IS_CHANGED(cls, **inputs: Any) -> str:
@@ -232,9 +254,9 @@ class MusubiLoadDatasetConfig:
         if path is not None:
             if not path.strip():
                 return "set the path of a dataset config (.toml)"
-            full = host.resolve_user_path(path)
-            if not os.path.isfile(full):
-                return f"file not found: {full}"
+            from . import guards
+
+            return guards.labelled("path", guards.file_problem(path)) or True
         return True
 
     @classmethod

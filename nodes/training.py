@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from . import delivery, host
 from .deferred import catalogue
@@ -239,6 +239,19 @@ class MusubiTrainLoRA:
         return train_inputs()
 
     @classmethod
+    def VALIDATE_INPUTS(cls, output_name: Optional[str] = None, optimizer_custom: Optional[str] = None) -> Any:
+        # Refused when queued (HTTP 400): a name that is no file name on every OS, or that would
+        # leave the run folder; an optimizer that is no class. Wired values arrive as None here
+        # and are checked when the node runs.
+        from . import guards
+
+        found = [p for p in (guards.labelled("output_name", guards.output_name_problem(output_name))
+                             if output_name is not None else None,
+                             guards.optimizer_problem(optimizer_custom) if optimizer_custom is not None else None)
+                 if p]
+        return True if not found else "; ".join(found)
+
+    @classmethod
     def IS_CHANGED(cls, unique_id: Any = None, **inputs: Any) -> str:
         values = digest(sorted((k, str(v)) for k, v in inputs.items() if k not in ("dataset", "models")))
         if inputs.get("dry_run"):
@@ -247,6 +260,14 @@ class MusubiTrainLoRA:
 
     def train(self, dataset: MusubiDataset, models: MusubiModels, output_name: str, unique_id: Any = None,
               **inputs: Any) -> dict[str, Any]:
+        from . import guards
+
+        # A wired name or optimizer skipped VALIDATE_INPUTS; never let safe_name quietly turn
+        # "../../x" into "x".
+        problem = (guards.output_name_problem(output_name)
+                   or guards.optimizer_problem(inputs.get("optimizer_custom") or ""))
+        if problem:
+            raise user_error(problem, "change the input named above; nothing was run")
         check_wires(dataset, models)
         arch = arch_of(models)
         title = f"{arch.display_name} {STEP_TITLES[catalogue.TRAIN]}"

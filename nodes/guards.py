@@ -1,0 +1,133 @@
+"""Checks of the text inputs that name folders, files and output names, for the nodes'
+VALIDATE_INPUTS, so a hostile or mistaken value is refused when the prompt is queued (HTTP 400)
+with one clear sentence: NUL bytes, absurd lengths, a file where a folder belongs (and back),
+folders the pack may not write to, unusable LoRA names, optimizer names that are no class.
+Each check returns None when the value is fine, else the message. ComfyUI is reached via host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Iterable, Optional
+
+from . import host
+
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux; Windows long paths allow ~32k, nobody types those
+SHOWN_CHARS = 240
+_OPTIMIZER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+def shown(text: str) -> str:
+    """A path or value short enough to quote in a message."""
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:150]}...{text[-60:]} ({len(text)} characters)"
+
+
+def labelled(name: str, problem: Optional[str]) -> Optional[str]:
+    """``name: problem``. ComfyUI lists a VALIDATE_INPUTS message under every input the method
+    names, so each message must say which input it is about."""
+    if not problem or problem.startswith(name):
+        return problem
+    return f"{name}: {problem}"
+
+
+def _text_problem(value: str, what: str) -> Optional[str]:
+    if "\x00" in value:
+        return f"{what} contains a NUL character"
+    if len(value) > MAX_PATH_CHARS:
+        return f"{what} is {len(value)} characters long: {shown(value)}"
+    return None
+
+
+def folder_problem(value: str, what: str = "folder") -> Optional[str]:
+    """A folder that must exist (dataset, control images)."""
+    problem = _text_problem(value, what)
+    if problem:
+        return problem
+    path = host.resolve_user_path(value)
+    if os.path.isfile(path):
+        return f"{shown(path)} is a file, not a folder: give the folder that holds the files"
+    if not os.path.isdir(path):
+        return f"{what} not found: {shown(path)}"
+    return None
+
+
+def file_problem(value: str, what: str = "file") -> Optional[str]:
+    """A file that must exist (a dataset config)."""
+    problem = _text_problem(value, what)
+    if problem:
+        return problem
+    path = host.resolve_user_path(value)
+    if os.path.isdir(path):
+        return f"{shown(path)} is a folder, not a file: give the file itself"
+    if not os.path.isfile(path):
+        return f"{what} not found: {shown(path)}"
+    return None
+
+
+def write_roots(configured: Iterable[str] = ()) -> list[str]:
+    """Folders the pack may write into: ComfyUI's output and input folders and every folder
+    named in ``output_roots`` in the settings (server-side files only, never a workflow)."""
+    return list(dict.fromkeys([host.output_directory(), host.input_directory(), *configured]))
+
+
+def writable_folder_problem(value: str, what: str, configured: Iterable[str]) -> Optional[str]:
+    """A folder the pack will write (and musubi will delete stale caches in)."""
+    problem = _text_problem(value, what)
+    if problem:
+        return problem
+    path = host.resolve_user_path(value)
+    if os.path.isfile(path):
+        return f"{what} {shown(path)} is a file, not a folder"
+    from ..executor.preflight import inside_roots
+
+    roots = write_roots(configured)
+    if not inside_roots(path, roots):
+        return (f"{what} {shown(path)} is outside the folders this pack may write to ({', '.join(roots)}); "
+                "choose a folder inside one of them, or add the folder to output_roots in the pack's "
+                "settings file on the server")
+    return None
+
+
+def caption_extension_problem(value: str) -> Optional[str]:
+    """musubi opens ``<image stem><caption_extension>``: a separator would leave the folder."""
+    if not value or not value.strip():
+        return None
+    if "\x00" in value or "/" in value or "\\" in value or ".." in value or len(value) > 64:
+        return (f"caption_extension {shown(value)!r} is not a file extension: write the ending of the caption "
+                "files, e.g. .txt (no folders, no '..')")
+    return None
+
+
+def output_name_problem(value: str) -> Optional[str]:
+    """The LoRA's file name, as pre-flight judges it (every OS's rules)."""
+    from ..executor.preflight import check_output_name
+
+    problems = check_output_name(value)
+    if not problems:
+        return None
+    text = "; ".join(f"{p.message} ({p.fix})" for p in problems)
+    return text if len(text) <= 2000 else text[:2000] + "..."
+
+
+def optimizer_problem(value: str) -> Optional[str]:
+    """``package.module.Class`` of an optimizer installed in musubi's venv.
+
+    musubi imports the module by name and calls the class with the parameters. This is a
+    guard against mistakes and the obvious abuse (``os.system``), not a sandbox: anyone who can
+    queue prompts can name any installed class.
+    """
+    if not value or not value.strip():
+        return None
+    name = value.strip()
+    if not _OPTIMIZER.match(name):
+        return (f"optimizer_custom {shown(name)!r} is not a class name: write package.Class, e.g. "
+                "came_pytorch.CAME")
+    top = name.split(".")[0]
+    if top in getattr(sys, "stdlib_module_names", ()) or top == "builtins":
+        return (f"optimizer_custom {name!r} names the Python standard library ({top}), which has no "
+                "optimizers: write the optimizer's package.Class, e.g. came_pytorch.CAME")
+    return None
