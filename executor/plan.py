@@ -9,6 +9,7 @@ the folders it writes, and never writes over a LoRA unless asked. ``cli_plan`` b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from .dataset import (DatasetConfig, load_dataset_config, parse_dataset_dict, render_toml, write_atomic)
 from .errors import ConfigError, PreflightError, RunError, RunResult, SetupError, TrainerFailed
+from .history import LOSS_FILE, LossRecorder, sample_files
 from .problems import WARNING, Problem
 
 __all__ = ["PlanSpec", "Plan", "make_plan", "execute_plan", "cli_plan", "RunLock", "RunLocked",
@@ -609,7 +611,9 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
     early = any(_same_dir(plan.run_dir, d) for d in plan.lock_dirs)
     if early:
         _make_run_dir(run_dir)
-    with _Claim(run_dir if early else None) as claim, RunLock(plan.lock_dirs, plan.run_dir):
+    with contextlib.ExitStack() as stack:
+        claim = stack.enter_context(_Claim(run_dir if early else None))
+        stack.enter_context(RunLock(plan.lock_dirs, plan.run_dir))
         if plan.output_dir and plan.output_name and not plan.overwrite and plan.step == "train":
             found = existing_outputs(plan.output_dir, plan.output_name)
             if found and not _has_flag(plan, "--resume"):
@@ -621,6 +625,9 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
                               hint="use a new output_name, or set overwrite")
         if not early:
             _make_run_dir(run_dir)
+            # The run folder is locked while the run lasts, so a reader can tell a live run
+            # (history.run_status: "running") from one that ended without result.json.
+            stack.enter_context(RunLock([str(run_dir)], plan.run_dir))
         claim.keep()
         write_atomic(run_dir / COMMAND_FILE, command_text(plan), overwrite="never")
         write_atomic(run_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) + "\n",
@@ -634,13 +641,24 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
         started = time.time()
         result: Optional[RunResult] = None
         error: Optional[BaseException] = None
+        # Training records every step's loss in loss.jsonl as it happens (flushed per line).
+        recorder = LossRecorder(str(run_dir / LOSS_FILE)) if plan.step == "train" else None
+        events = on_event
+        if recorder is not None:
+            def events(event: Any) -> None:
+                recorder.feed(event)
+                if on_event is not None:
+                    on_event(event)
         try:
-            result = run(plan.command, on_event=on_event, should_cancel=should_cancel, timeout=plan.timeout,
+            result = run(plan.command, on_event=events, should_cancel=should_cancel, timeout=plan.timeout,
                          stall_timeout=plan.stall_timeout, log_path=str(run_dir / LOG_FILE), check=check)
         except RunError as exc:
             result, error = exc.result, exc
         except BaseException as exc:
             error = exc
+        finally:
+            if recorder is not None:
+                recorder.close()
         finished = time.time()
         produced = _files_produced(plan, started)
         status = _status(result, produced, plan, error)
@@ -661,6 +679,10 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
             "log": LOG_FILE, "tail": list(result.tail[-20:]) if result else [],
             "warnings": list(result.warnings) if result else [],
         }
+        if recorder is not None:
+            record.update(recorder.summary())
+            record["loss_history"] = LOSS_FILE if recorder.points else None
+            record["sample_files"] = sample_files(plan.output_dir, since=started)
         try:
             write_atomic(run_dir / RESULT_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n",
                          overwrite="never")
