@@ -123,6 +123,37 @@ def send_text(text: str, node_id: Optional[str]) -> None:
     instance.send_progress_text(text, node_id, instance.client_id)
 
 
+def send_event(event: str, data: dict[str, Any]) -> None:
+    """A custom websocket message ``{"type": event, "data": data}`` to the prompt's client
+    (every client when the prompt has none). ``send_sync`` is thread-safe; a ComfyUI without
+    a running server (unit tests) sends nothing."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    instance = getattr(PromptServer, "instance", None)
+    if instance is not None:
+        instance.send_sync(event, data, instance.client_id)
+
+
+def prompt_id() -> Optional[str]:
+    """The id of the prompt this thread executes (ComfyUI's executing context, else the
+    server's last prompt id), or None outside ComfyUI."""
+    try:
+        from comfy_execution.utils import get_executing_context
+
+        context = get_executing_context()
+        if context is not None:
+            return context.prompt_id
+    except ImportError:
+        pass
+    try:
+        from server import PromptServer
+    except ImportError:
+        return None
+    return getattr(getattr(PromptServer, "instance", None), "last_prompt_id", None)
+
+
 def interrupted() -> bool:
     """ComfyUI's Cancel flag, read without clearing it."""
     import comfy.model_management

@@ -1,4 +1,5 @@
-"""Parser events -> ComfyUI progress: the node's bar and the text on it, rate-limited.
+"""Parser events -> ComfyUI progress: the node's bar (and its preview image), the text on it with
+a tail of the log, and the ``musubi_tuner.progress`` websocket event, all rate-limited.
 ``StepReporter.on_event``/``should_cancel`` are the callbacks ``executor.process.run`` calls on the
 node's execution thread (ComfyUI's ProgressBar hook raises the interrupt in the calling thread, so a
 reader thread must never touch it). ComfyUI is reached through ``host``; tests inject fakes.
@@ -7,7 +8,9 @@ reader thread must never touch it). ComfyUI is reached through ``host``; tests i
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections import deque
 from typing import Any, Callable, Optional
 
 from typing import TYPE_CHECKING
@@ -27,6 +30,10 @@ PHASE_LABELS = {
     "converting": "converting",
     "delivering": "delivering",
 }
+EVENT = "musubi_tuner.progress"  # the custom websocket event (README: "Watching training")
+TAIL_LINES = 12
+TAIL_WIDTH = 160
+PREVIEW_MAX = 768  # longest side of a preview image sent over the websocket
 
 
 def format_duration(seconds: Optional[float]) -> str:
@@ -79,7 +86,11 @@ class StepReporter:
                  bar_factory: Callable[[int, Optional[str]], Any] = host.progress_bar,
                  send_text: Callable[[str, Optional[str]], None] = host.send_text,
                  interrupted: Callable[[], bool] = host.interrupted,
+                 send_event: Callable[[str, dict], None] = host.send_event,
+                 prompt_id: Callable[[], Optional[str]] = host.prompt_id,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        from ..executor.history import LossRecorder
+
         self.node_id = node_id
         self.step = step
         self.title = title
@@ -103,18 +114,41 @@ class StepReporter:
         self._cache_bar_n = 0
         self._text_sent: Optional[str] = None
         self.texts_sent = 0
+        self._send_event = send_event
+        self._prompt_id = prompt_id
+        self._event_limit = RateLimiter(interval, clock)
+        self._event_sent: Optional[dict] = None
+        self.events_sent = 0
+        self.previews_sent = 0
+        self.run_dir: Optional[str] = None  # set when the run starts; its name is the event's run_id
+        self.watch: Any = None  # a watch.TrainWatch: previews from the sample folder or the loss curve
+        self.latest_sample: Optional[str] = None  # file name of the newest sample (set by the watch)
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        # the loss points of this run, for the live curve (execute_plan writes them to loss.jsonl)
+        self.history = LossRecorder() if step == "train" else None
 
     # --- callbacks for executor.process.run ----------------------------------------------
 
     def should_cancel(self) -> bool:
-        return bool(self._interrupted())
+        if self._interrupted():
+            return True
+        # Also called while the child is silent: the time to look for new sample images.
+        self._tick()
+        return False
 
     def on_event(self, event: Any) -> None:
         # Events are told apart by their ``type`` tag (parsers/events.py), so importing
         # the pack does not import the parsers.
         kind = getattr(event, "type", None)
         force = False
-        if kind == "progress":
+        if self.history is not None:
+            self.history.feed(event)
+        if kind == "log":
+            line = event.text.strip()
+            if not line:
+                return
+            self.tail.append(line if len(line) <= TAIL_WIDTH else line[:TAIL_WIDTH - 1] + "…")
+        elif kind == "progress":
             self._on_progress(event)
         elif kind == "total_steps":
             if self.step != "train":
@@ -141,6 +175,31 @@ class StepReporter:
         else:
             return
         self._publish(force=force)
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.watch is not None:
+            self.watch.tick(self)
+
+    def refresh(self) -> None:
+        """Send text and event now (e.g. a new sample appeared), if they changed."""
+        self._publish(force=True)
+
+    def send_preview(self, image: Any) -> bool:
+        """Show a PIL image as the node's progress preview; False when there is no bar yet
+        (total unknown) or Cancel was pressed (left to the executor's poll, as for the bar)."""
+        total = int(self.total or 0)
+        if total <= 0 or self._interrupted():
+            return False
+        if self._bar is None:
+            self._bar = self._bar_factory(total, self.node_id)
+        value = min(int(self.value), total)
+        # ComfyUI scales a preview to max_size, also up: a small sample keeps its size
+        self._bar.update_absolute(value, total, ("JPEG", image, min(PREVIEW_MAX, max(image.size))))
+        self._bar_limit.mark()
+        self._bar_sent = (value, total)
+        self.previews_sent += 1
+        return True
 
     # --- start / end ---------------------------------------------------------------------
 
@@ -153,6 +212,8 @@ class StepReporter:
         self._publish(force=True)
 
     def finish(self, text: str = "done") -> None:
+        if self.history is not None:
+            self.history.close()  # the last step's loss is final now
         if self.total:
             self.value = self.total
         self.phase = "done"
@@ -177,12 +238,16 @@ class StepReporter:
             self.progress = p
             if p.total:
                 self.total = int(p.total)
+            moved = int(p.n) != self.value
             self.value = int(p.n)
             loss = p.postfix.get("avr_loss") if p.postfix else None
             if loss is not None:
                 self.loss = loss
-            if self.phase in ("", "starting", "loading_model", "loading_dataset"):
-                self.phase = "training"
+            if self.phase in ("", "starting", "loading_model", "loading_dataset") \
+                    or (moved and self.phase in ("sampling", "saving")):
+                if self.phase in ("sampling", "saving"):
+                    self.detail = ""
+                self.phase = "training"  # the bar moving again ends sampling/saving
             return
         if self.step != "train" and not p.desc and p.total is None:
             # musubi's caching bar: a new bar (n went back) means the next dataset started
@@ -210,6 +275,38 @@ class StepReporter:
             self._text_limit.mark()
             self._text_sent = text
             self.texts_sent += 1
+        if self.node_id is None:
+            return
+        event = self.event()
+        if event != self._event_sent and (force or self._event_limit.ready()):
+            self._send_event(EVENT, event)
+            self._event_limit.mark()
+            self._event_sent = event
+            self.events_sent += 1
+
+    def event(self) -> dict[str, Any]:
+        """The ``musubi_tuner.progress`` event: ``step`` and ``loss`` (the last optimizer step
+        whose avr_loss musubi reported, and that loss; when caching, batches done and no loss),
+        ``total``, phase, epoch, ``rate`` (steps per second) and ``eta`` (seconds), the
+        newest sample's file name."""
+        p = self.progress
+        step = min(int(self.value), int(self.total)) if self.total else None
+        loss = None
+        if self.history is not None and self.history.points:
+            last = self.history.points[-1]
+            step, loss = last["step"], last["avr_loss"]
+        return {
+            "prompt_id": self._prompt_id(), "node": self.node_id,
+            "run_id": os.path.basename(os.path.normpath(self.run_dir)) if self.run_dir else None,
+            "phase": self.phase,
+            "step": step,
+            "total": int(self.total) if self.total else None,
+            "epoch": self.epoch[0] if self.epoch else None, "epochs": self.epoch[1] if self.epoch else None,
+            "loss": loss,
+            "rate": _number(p.rate) if p is not None and self.phase in ("training", "caching") else None,
+            "eta": _number(p.remaining) if p is not None and self.phase in ("training", "caching") else None,
+            "latest_sample": self.latest_sample,
+        }
 
     def _update_bar(self, force: bool) -> None:
         total = int(self.total or 0)
@@ -254,7 +351,18 @@ class StepReporter:
         line = " · ".join(parts)
         if self.detail:
             line += "\n" + self.detail
+        if self.tail and self.phase not in ("done", "failed"):
+            line += "\n\n" + "\n".join(self.tail)
         return line
+
+
+def _number(value: Any) -> Optional[float]:
+    """A finite float, or None (JSON has no NaN)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _bar_detail(p: Progress) -> str:

@@ -152,6 +152,7 @@ def run_plan(plan: Plan, reporter: StepReporter) -> Any:
     from ..executor.plan import execute_plan
 
     host.free_gpu()
+    reporter.run_dir = plan.run_dir
     reporter.start(f"launching {plan.script}\nrun folder: {plan.run_dir}")
     with reported(reporter.fail):
         return execute_plan(plan, on_event=reporter.on_event, should_cancel=reporter.should_cancel, check=True)

@@ -116,7 +116,15 @@ def train_inputs() -> dict[str, Any]:
                                    "musubi's options (e.g. 'a cat --w 512 --h 512 --s 20'). Needs the VAE and text "
                                    "encoders in the models node. Empty = no samples.", multiline=True),
             "sample_every_n_epochs": _opt("INT", 0, "Make samples every N epochs (0 = every saved epoch when "
-                                          "prompts are given).", min=0, max=100000),
+                                          "prompts are given, unless sample_every_n_steps is set).",
+                                          min=0, max=100000),
+            "sample_every_n_steps": _opt("INT", 0, "Make samples every N optimizer steps; 0 = off.", min=0,
+                                         max=100000000),
+            "sample_at_first": _opt("BOOLEAN", False, "Also make samples before the first step (what the model "
+                                    "does without the LoRA)."),
+            "sample_prompts_file": _opt("STRING", "", "A prompt file musubi reads (.txt with one prompt per line, "
+                                        ".toml or .json) instead of the sample_prompts text; a relative path is "
+                                        "in ComfyUI's input folder."),
             "initial_weights": _opt(loras, NONE, "Start from an existing LoRA's weights (from models/loras); "
                                     "a fresh optimizer."),
             "resume": _opt("STRING", "", "Resume from a saved training state folder (…-state) of an earlier run: "
@@ -222,17 +230,24 @@ def training_models(arch: catalogue.Architecture, models: MusubiModels, sampling
 
 class MusubiTrainLoRA:
     DESCRIPTION = ("Trains a LoRA with musubi-tuner for the architecture of the wired models node, with live "
-                   "progress (steps, epoch, loss, ETA) and a Cancel that stops the whole training. The finished "
-                   "LoRA is put into models/loras/musubi-tuner/ so LoraLoader lists it.")
+                   "progress (steps, epoch, loss, ETA, the log's last lines, the newest sample image or the loss "
+                   "curve as preview) and a Cancel that stops the whole training. The finished LoRA is put into "
+                   "models/loras/musubi-tuner/ so LoraLoader lists it; the loss curve and the last samples are "
+                   "outputs.")
     CATEGORY = CATEGORY
     FUNCTION = "train"
     OUTPUT_NODE = True
-    RETURN_TYPES = (LORA_NAME, "STRING", "STRING")
-    RETURN_NAMES = ("lora_name", "lora_path", "run_dir")
+    RETURN_TYPES = (LORA_NAME, "STRING", "STRING", "IMAGE", "IMAGE")
+    RETURN_NAMES = ("lora_name", "lora_path", "run_dir", "loss_curve", "samples")
     OUTPUT_TOOLTIPS = ("The LoRA's name as LoraLoader lists it (musubi-tuner/<name>.safetensors); wire it to "
                        "LoraLoader's lora_name. Empty for a dry run.",
                        "Full path of the delivered LoRA file.",
-                       "The run folder: command.txt, dataset config, run.log, result.json and the epoch saves.")
+                       "The run folder: command.txt, dataset config, run.log, result.json, loss.jsonl, the "
+                       "epoch saves and sample/.",
+                       "The loss curve (step, avr_loss, epochs marked), 768x432; wire it to Preview Image or "
+                       "Save Image.",
+                       "The images of the last sampling round (first frames of videos); one black 64x64 image "
+                       "when no sample was made.")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -273,11 +288,7 @@ class MusubiTrainLoRA:
         title = f"{arch.display_name} {STEP_TITLES[catalogue.TRAIN]}"
         name = delivery.safe_name(output_name)
         options, accelerate = train_options(inputs)
-        prompts = (inputs.get("sample_prompts") or "").strip()
-        if prompts:
-            options["sample_prompts"] = write_prompts(prompts)
-            options["sample_every_n_epochs"] = (_positive(inputs.get("sample_every_n_epochs"))
-                                                or options.get("save_every_n_epochs") or 1)
+        sampling, sample_notes = sample_options(inputs, options)
         recommended = arch.recommended_for(models.selectors)
         precision = options.get("mixed_precision") or recommended.get("mixed_precision")
         if precision:
@@ -288,12 +299,13 @@ class MusubiTrainLoRA:
             # recommended epoch count when steps are given.
             options["max_train_epochs"] = None
         notes = [f"{n} is not used by {arch.display_name}'s training script; ignored" for n in ignored]
+        notes += sample_notes
         dry_run = bool(inputs.get("dry_run"))
         launcher = inputs.get("launcher") or "accelerate"
         plan_args = dict(step=catalogue.TRAIN, dataset=dataset, models=models, options=options, label=name,
                          extra_args=inputs.get("extra_args") or "", output_name=name, output_in_run_dir=True,
                          accelerate=accelerate, launcher=launcher,
-                         model_paths=training_models(arch, models, bool(prompts)))
+                         model_paths=training_models(arch, models, sampling))
         fail_text = lambda message: host.send_text(f"{title}: failed\n{message}", unique_id)  # noqa: E731
         if dry_run:
             if dataset.pending:
@@ -307,7 +319,11 @@ class MusubiTrainLoRA:
                 plan = plan_step(**plan_args)
             text = dry_run_text(plan, arch, notes)
             host.send_text(text, unique_id)
-            return {"ui": ui(text, plan), "result": ("", "", "")}
+            from . import watch
+            from .lossplot import render
+
+            curve = watch.to_image_batch([render([], message="dry run: nothing was trained")])
+            return {"ui": ui(text, plan), "result": ("", "", "", curve, watch.to_image_batch([]))}
 
         with reported(fail_text):
             plan = plan_step(**plan_args)
@@ -315,7 +331,12 @@ class MusubiTrainLoRA:
 
         s = load_settings()
         reporter = StepReporter(unique_id, step=catalogue.TRAIN, interval=s.progress_update_interval, title=title)
+        from . import watch
+
+        # musubi writes samples to <output_dir>/sample; the output folder is the run folder
+        reporter.watch = watch.TrainWatch(plan.run_dir)
         result = run_plan(plan, reporter)
+        reporter.watch = None
         trained = os.path.join(plan.run_dir, f"{name}.safetensors")
         if not os.path.isfile(trained):
             raise user_error(f"training finished but {trained} is missing", f"see {plan.run_dir}/run.log")
@@ -335,13 +356,64 @@ class MusubiTrainLoRA:
             raise kind(message, getattr(exc, "error", None)) from exc
         lora_name = host.lora_name(lora_path) or os.path.basename(lora_path)
         OUTPUTS.record(catalogue.TRAIN, unique_id, [lora_path])
+        record = run_record(plan.run_dir)
+        saved = [os.path.basename(p) for p in record.get("files_produced") or [] if p.endswith(".safetensors")]
+        curve, curve_path = watch.final_curve(plan.run_dir)
+        sample_images, sample_paths = watch.final_samples(plan.run_dir)
         detail = f"LoRA: {lora_name} ({how})\nrun folder: {plan.run_dir}"
+        if record.get("final_loss") is not None:
+            detail += (f"\nloss: final {record['final_loss']:.4g}, best {record['best_loss']:.4g} at step "
+                       f"{record['best_loss_step']} of {record.get('steps')}")
+        if saved:
+            detail += f"\nsaved in the run folder: {', '.join(saved)}"
         detail += warning_lines(result)
         if notes:
             detail += "\n" + "\n".join(f"note: {n}" for n in notes)
         reporter.finish(detail)
         text = f"{title}: done\n{detail}"
-        return {"ui": ui(text, plan, lora=lora_name), "result": (lora_name, lora_path, plan.run_dir)}
+        out = ui(text, plan, lora=lora_name)
+        out["lora_files"] = [lora_name] + saved
+        out["images"] = watch.output_refs(([curve_path] if curve_path else []) + sample_paths,
+                                          host.output_directory())
+        return {"ui": out, "result": (lora_name, lora_path, plan.run_dir, watch.to_image_batch([curve]),
+                                      watch.to_image_batch(sample_images))}
+
+
+def run_record(run_dir: str) -> dict[str, Any]:
+    """The run folder's result.json (status, losses, files), or {} if unreadable."""
+    import json
+
+    from ..executor.plan import RESULT_FILE
+
+    try:
+        with open(os.path.join(run_dir, RESULT_FILE), encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def sample_options(inputs: Mapping[str, Any], options: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Put the sampling inputs into ``options``: the prompt file (written from the text, or
+    the file given), how often, and at first. Returns (sampling?, notes about unused inputs)."""
+    prompts = (inputs.get("sample_prompts") or "").strip()
+    prompts_file = (inputs.get("sample_prompts_file") or "").strip()
+    if prompts and prompts_file:
+        raise user_error("sample prompts are given both as text and as a file",
+                         "clear sample_prompts or sample_prompts_file")
+    if not (prompts or prompts_file):
+        unused = [n for n in ("sample_every_n_epochs", "sample_every_n_steps", "sample_at_first") if inputs.get(n)]
+        return False, [f"{n} is ignored: no sample prompts are given" for n in unused]
+    options["sample_prompts"] = write_prompts(prompts) if prompts else host.resolve_user_path(prompts_file)
+    every_steps = _positive(inputs.get("sample_every_n_steps"))
+    every_epochs = _positive(inputs.get("sample_every_n_epochs"))
+    if every_steps:
+        options["sample_every_n_steps"] = every_steps
+    if every_epochs or not every_steps:
+        options["sample_every_n_epochs"] = every_epochs or options.get("save_every_n_epochs") or 1
+    if inputs.get("sample_at_first"):
+        options["sample_at_first"] = True
+    return True, []
 
 
 def deliver(trained: str, name: str, arch: catalogue.Architecture, run_dir: str,
