@@ -245,3 +245,38 @@ def test_the_status_route_answers_after_a_server_restart(server: ComfyServer, tr
     server.start()
     status = server.client().get(f"/api/musubi-tuner/runs/{urllib.parse.quote(run_id)}")
     assert status["status"] == "succeeded" and status["history"] == loss_points(trained["run_dir"])
+
+
+@pytest.mark.timeout(120)
+def test_a_video_sample_is_previewed_by_its_first_frame_with_comfyuis_av(comfy_install: Any, tmp_path: Path) -> None:
+    """musubi writes video samples as .mp4; ComfyUI ships av, which decodes the first frame."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import importlib, importlib.util, json, sys\n"
+        "import av, numpy as np\n"
+        f"spec = importlib.util.spec_from_file_location('p', {str(root / '__init__.py')!r}, "
+        f"submodule_search_locations=[{str(root)!r}])\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules['p'] = m; spec.loader.exec_module(m)\n"
+        "watch = importlib.import_module('p.nodes.watch')\n"
+        "path = sys.argv[1]\n"
+        "with av.open(path, 'w') as c:\n"
+        "    s = c.add_stream('mpeg4', rate=8); s.width, s.height, s.pix_fmt = 48, 32, 'yuv420p'\n"
+        "    for i in range(4):\n"
+        "        frame = np.full((32, 48, 3), (200, 60 + 40 * i, 40), dtype=np.uint8)\n"
+        "        for p in s.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')): c.mux(p)\n"
+        "    for p in s.encode(): c.mux(p)\n"
+        "image = watch.load_image(path)\n"
+        "broken = watch._quietly(watch.load_image, sys.argv[2])\n"
+        "print(json.dumps([image.size, image.getpixel((10, 10)), broken]))\n"
+    )
+    video = tmp_path / "lora_e000001_00_20260101120000_000.mp4"
+    partial = tmp_path / "partial.mp4"
+    partial.write_bytes(b"\x00\x00\x00\x18ftypmp42")  # what a half-written file looks like
+    out = subprocess.run([str(comfy_install.python), "-c", code, str(video), str(partial)], capture_output=True,
+                         text=True, timeout=90)
+    assert out.returncode == 0, out.stderr[-2000:]
+    size, pixel, broken = json.loads(out.stdout.strip().splitlines()[-1])
+    assert size == [48, 32] and broken is None, out.stdout
+    assert all(abs(a - b) < 12 for a, b in zip(pixel, (200, 60, 40))), pixel  # the first frame, not a later one
