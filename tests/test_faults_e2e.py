@@ -31,6 +31,9 @@ pytestmark = pytest.mark.comfyui
 pytest_plugins = ["hardening", "hardening_e2e"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# the fake dies by os.kill(SIGSEGV / SIGKILL); RLIMIT_FSIZE is set on a running process via prlimit
+POSIX_SIGNALS = pytest.mark.skipif(sys.platform == "win32", reason="the fake dies by a POSIX signal")
+LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prlimit(RLIMIT_FSIZE) is Linux's")
 
 
 def cached(hard: Hard, name: str, count: int = 3, **train: Any) -> dict[str, Any]:
@@ -58,6 +61,7 @@ def final_text(run: Any, node: str) -> str:
 # ---------------------------------------------------------------------------------------- crashes
 
 @pytest.mark.hardening("fault", "sigsegv")
+@POSIX_SIGNALS
 @pytest.mark.timeout(240)
 def test_a_segfaulting_trainer_is_reported_with_the_signal(hard: Hard) -> None:
     prompt = cached(hard, "f_segv")
@@ -72,6 +76,7 @@ def test_a_segfaulting_trainer_is_reported_with_the_signal(hard: Hard) -> None:
 
 
 @pytest.mark.hardening("fault", "sigkill")
+@POSIX_SIGNALS
 @pytest.mark.timeout(240)
 def test_a_trainer_killed_by_the_oom_killer_gets_the_ram_hint(hard: Hard) -> None:
     prompt = cached(hard, "f_kill")
@@ -180,6 +185,7 @@ def test_leftover_children_holding_the_pipes_are_stopped_and_reported(hard: Hard
 
 
 @pytest.mark.hardening("fault", "log_disk_full")
+@LINUX_ONLY
 @pytest.mark.timeout(300)
 def test_a_log_that_cannot_grow_does_not_stop_the_run_and_the_user_is_told(hard: Hard) -> None:
     """RLIMIT_FSIZE on the running ComfyUI: its writes to a regular file past the limit fail
