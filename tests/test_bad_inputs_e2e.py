@@ -193,6 +193,7 @@ CASES: dict[str, Case] = {
 }
 
 
+@pytest.mark.timeout(30)
 def test_every_catalogued_bad_input_has_a_case() -> None:
     assert set(CASES) == set(BAD_INPUTS)
 

@@ -15,6 +15,8 @@ import pytest
 
 from hardening_cases import BAD_INPUTS, FAULTS, SECURITY, TABLES, WORKS
 
+pytestmark = pytest.mark.timeout(60)
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 

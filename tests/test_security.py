@@ -33,6 +33,7 @@ from executor.errors import ConfigError, TrainerFailed, TrainerNotFound  # noqa:
 from executor.process import run  # noqa: E402
 
 pytest_plugins = ["hardening"]
+pytestmark = pytest.mark.timeout(120)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ("__init__.py", "executor", "parsers", "nodes")
