@@ -16,7 +16,7 @@ from . import host
 
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux; Windows long paths allow ~32k, nobody types those
 SHOWN_CHARS = 240
-_OPTIMIZER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_OPTIMIZER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def shown(text: str) -> str:
@@ -103,10 +103,12 @@ def caption_extension_problem(value: str) -> Optional[str]:
 
 
 def output_name_problem(value: str) -> Optional[str]:
-    """The LoRA's file name, as pre-flight judges it (every OS's rules)."""
+    """The LoRA's file name, as pre-flight judges it (every OS's rules). A trailing
+    .safetensors is fine here: the node drops it (musubi adds its own)."""
     from ..executor.preflight import check_output_name
 
-    problems = check_output_name(value)
+    stem = value[:-len(".safetensors")] if value.lower().endswith(".safetensors") else value
+    problems = check_output_name(stem)
     if not problems:
         return None
     text = "; ".join(f"{p.message} ({p.fix})" for p in problems)
@@ -114,7 +116,8 @@ def output_name_problem(value: str) -> Optional[str]:
 
 
 def optimizer_problem(value: str) -> Optional[str]:
-    """``package.module.Class`` of an optimizer installed in musubi's venv.
+    """``package.module.Class`` of an optimizer installed in musubi's venv, or a bare name
+    (musubi looks that up in ``torch.optim``).
 
     musubi imports the module by name and calls the class with the parameters. This is a
     guard against mistakes and the obvious abuse (``os.system``), not a sandbox: anyone who can
@@ -125,9 +128,9 @@ def optimizer_problem(value: str) -> Optional[str]:
     name = value.strip()
     if not _OPTIMIZER.match(name):
         return (f"optimizer_custom {shown(name)!r} is not a class name: write package.Class, e.g. "
-                "came_pytorch.CAME")
+                "came_pytorch.CAME, or a torch.optim name such as RAdam")
     top = name.split(".")[0]
-    if top in getattr(sys, "stdlib_module_names", ()) or top == "builtins":
+    if "." in name and (top in getattr(sys, "stdlib_module_names", ()) or top == "builtins"):
         return (f"optimizer_custom {name!r} names the Python standard library ({top}), which has no "
                 "optimizers: write the optimizer's package.Class, e.g. came_pytorch.CAME")
     return None
