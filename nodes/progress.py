@@ -267,10 +267,11 @@ class StepReporter:
         self.detail = _bar_detail(p)
 
     def _publish(self, *, force: bool, bar: bool = True) -> None:
-        if bar and self.total:
-            self._update_bar(force)
+        moved = bool(bar and self.total) and self._update_bar(force)
         text = self.text()
-        if text != self._text_sent and (force or self._text_limit.ready()):
+        # The text follows a bar update at once, so log lines (which also refresh the text,
+        # rate-limited) never leave the bar at step n beside a text that still says n-1.
+        if text != self._text_sent and (force or moved or self._text_limit.ready()):
             self._send_text(text, self.node_id)
             self._text_limit.mark()
             self._text_sent = text
@@ -308,19 +309,20 @@ class StepReporter:
             "latest_sample": self.latest_sample,
         }
 
-    def _update_bar(self, force: bool) -> None:
+    def _update_bar(self, force: bool) -> bool:
+        """Send the bar if it changed (rate-limited); True when it was sent."""
         total = int(self.total or 0)
         value = min(int(self.value), total)
         state = (value, total)
         if state == self._bar_sent:
-            return
+            return False
         last = value >= total
         if not (force or last or self._bar_sent is None or self._bar_limit.ready()):
-            return
+            return False
         if self._interrupted():
             # Leave the Cancel to the executor's next poll of should_cancel: it ends the run
             # as "cancelled" (result.json says so) instead of through the bar hook's exception.
-            return
+            return False
         if self._bar is None:
             self._bar = self._bar_factory(total, self.node_id)
         # The hook raises InterruptProcessingException when ComfyUI's Cancel was pressed;
@@ -328,6 +330,7 @@ class StepReporter:
         self._bar.update_absolute(value, total)
         self._bar_limit.mark()
         self._bar_sent = state
+        return True
 
     def text(self) -> str:
         """The progress text shown on the node."""

@@ -504,3 +504,23 @@ def test_watching_adds_nothing_heavy_to_the_pack_import() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
     assert time.monotonic() - started < 60
+
+
+def test_log_lines_never_hold_back_the_text_of_a_new_step(pack: Any) -> None:
+    screen = Screen()
+    r = screen.reporter(pack, interval=5.0)
+    r.on_event(TotalSteps(12))
+    r.on_event(steps_frame(0, total=12))
+    screen.now += 5.0
+    r.on_event(LogLine(text="INFO:musubi_tuner.fake:a line"))  # uses the text's rate budget
+    screen.now += 5.0
+    r.on_event(LogLine(text="INFO:musubi_tuner.fake:another"))
+    screen.now += 0.1
+    r.on_event(steps_frame(1, total=12, loss="1.69"))  # the bar moves: the text goes with it
+    assert screen.bars[-1][:2] == (1, 12)
+    assert "step 1/12" in screen.texts[-1] and "avr_loss 1.69" in screen.texts[-1]
+    sent = len(screen.texts)
+    for i in range(20):  # a flood of log lines stays rate-limited
+        screen.now += 0.01
+        r.on_event(LogLine(text=f"INFO:musubi_tuner.fake:flood {i}"))
+    assert len(screen.texts) == sent
