@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 
 WIDTH, HEIGHT = 768, 432
 SCALE = 2  # drawn at twice the size and scaled down: smooth lines without an antialiasing library
+MAX_DRAWN = 2000  # points drawn at most (about 3 per pixel column at 768 wide)
 
 BACKGROUND = (32, 32, 32)
 PANEL = (22, 22, 22)
@@ -189,17 +190,25 @@ def render(points: Sequence[dict[str, Any]], width: int = WIDTH, height: int = H
     img.paste(label, (int(4 * s * unit), int((box.top + box.bottom) / 2 * s - label.height / 2)))
 
     data = losses(points)
-    for x_step, epoch in epoch_boundaries(points):
+    marks = epoch_boundaries(points)
+    # Every boundary up to 12 epochs; beyond that every k-th, so lines and labels stay apart.
+    every = 1 if len(marks) <= 12 else math.ceil(len(marks) / 10)
+    for x_step, epoch in marks:
+        if (epoch - 1) % every:
+            continue
         x = X(x_step)
         _dashed_vline(draw, x, box.top * s, box.bottom * s, EPOCH, max(2, round(2 * unit)) * s, 6 * s)
         draw.text((x + 4 * s, box.top * s + 4 * s), f"epoch {epoch}", fill=EPOCH, font=small, anchor="la")
 
     if data:
         radius = (2.5 if len(data) < 400 else 1.2) * unit * s
-        for step, loss in data:
+        # A long run has more points than pixels: draw every k-th (the curve is smoothed over all)
+        stride = max(1, len(data) // MAX_DRAWN)
+        for step, loss in data[::stride]:
             x, y = X(step), Y(loss)
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=RAW)
         line = [(X(step), Y(v)) for (step, _), v in zip(data, smooth([v for _, v in data]))]
+        line = line[::stride] + ([line[-1]] if (len(line) - 1) % stride else [])
         if len(line) > 1:
             draw.line(line, fill=SMOOTH, width=max(2, round(3 * unit)) * s, joint="curve")
     else:

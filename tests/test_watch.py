@@ -265,6 +265,19 @@ def test_epoch_boundaries_are_marked_where_the_epochs_change(lossplot: Any) -> N
     assert sum(near(image.getpixel((between, y)), lossplot.EPOCH) for y in rows) < 3
 
 
+def test_many_epochs_mark_every_kth_boundary_so_lines_stay_apart(lossplot: Any) -> None:
+    points = curve_points(1600, 16)  # 100 epochs
+    image = lossplot.render(points)
+    box = lossplot.layout(points)
+    rows = range(int(box.top) + 30, int(box.bottom) - 5)
+
+    def marked(x_step: float) -> int:
+        return sum(near(image.getpixel((round(box.x(x_step)), y)), lossplot.EPOCH) for y in rows)
+
+    assert marked(160.5) > len(rows) * 0.3 and marked(480.5) > len(rows) * 0.3  # epochs 11 and 31
+    assert marked(16.5) < 3 and marked(32.5) < 3  # epochs 2 and 3: not drawn
+
+
 def test_raw_points_and_the_smoothed_line_are_drawn(lossplot: Any) -> None:
     points = curve_points()
     image = lossplot.render(points)
