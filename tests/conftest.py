@@ -15,7 +15,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT_ROOT.parent / "shared"
 CAPTURES = SHARED / "captures"
 
-pytest_plugins = ["comfy_fixtures"]  # real-ComfyUI server fixtures (tests/comfy_fixtures.py)
+# Shared fixtures: the real-ComfyUI server (comfy_fixtures) and the fake musubi venv (fakes),
+# registered here so pytest rewrites their asserts before any test module imports them.
+pytest_plugins = ["comfy_fixtures", "fakes"]
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,6 @@ from procs import wait_all_gone
 if TYPE_CHECKING:
     from fakes import FakeMusubi
 
-pytest_plugins = ["fakes"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

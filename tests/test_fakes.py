@@ -20,7 +20,6 @@ from parsers import OutputParser
 if TYPE_CHECKING:
     from fakes import FakeMusubi
 
-pytest_plugins = ["fakes"]
 
 # musubi-tuner-cli.md §2.0 (cache latents, cache TE, train) plus the extras the pack runs.
 REFERENCE_SCRIPTS = [

@@ -32,7 +32,6 @@ from parsers.events import Checkpoint, Epoch, LogLine, ModelSaved, Progress
 if TYPE_CHECKING:
     from fakes import FakeMusubi
 
-pytest_plugins = ["fakes"]
 
 POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
