@@ -9,6 +9,7 @@ the fake musubi venv, one second per training step). Screenshots go to test-arti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -148,12 +149,13 @@ def test_an_empty_model_folder_shows_its_placeholder_not_undefined(comfy_page: C
 
 # ---------------------------------------------------------------------------- a run from the UI
 
-@pytest.fixture(scope="module")
-def run_server(comfy_servers: Any, fake_musubi: FakeMusubi) -> ComfyServer:  # noqa: F811
-    """A server whose pack runs the fake musubi venv slowly (one second per training step), with
-    tiny model files and a four-image dataset in input/my_wan_dataset (the Wan example's folder)."""
-    server = comfy_servers.start("browser-run", env={"MUSUBI_TUNER_ROOT": str(fake_musubi.root),
-                                                     "MUSUBI_TUNER_ENV": str(fake_musubi.venv)})
+def start_training_server(comfy_servers: Any, fake_musubi: FakeMusubi, name: str,
+                          settings: dict[str, Any]) -> ComfyServer:
+    """A server whose pack runs the fake musubi venv with ``settings`` (the pack's settings file
+    in ComfyUI's user folder; its ``env`` paces the fake), with tiny model files and a four-image
+    dataset in input/my_wan_dataset (the Wan example's folder)."""
+    server = comfy_servers.start(name, env={"MUSUBI_TUNER_ROOT": str(fake_musubi.root),
+                                            "MUSUBI_TUNER_ENV": str(fake_musubi.venv)})
     for folder in MODEL_FOLDERS:
         (server.base_dir / "models" / folder / f"tiny_{folder}.safetensors").write_bytes(TINY_SAFETENSORS)
     dataset = server.base_dir / "input" / "my_wan_dataset"
@@ -161,23 +163,36 @@ def run_server(comfy_servers: Any, fake_musubi: FakeMusubi) -> ComfyServer:  # n
     for i in range(1, 5):
         (dataset / f"img{i}.png").write_bytes(png_bytes(64, 64))
         (dataset / f"img{i}.txt").write_text(f"a photo number {i}", encoding="utf-8")
-    # the pack's settings file in ComfyUI's user folder: env for musubi's children (here, the fake's pace)
-    settings = server.base_dir / "user" / "__musubi-tuner-nodes" / "config.json"
-    settings.parent.mkdir(parents=True, exist_ok=True)
-    settings.write_text(json.dumps({"env": {"FAKE_MUSUBI_STEP_SECONDS": "1"}}), encoding="utf-8")
+    settings_file = server.base_dir / "user" / "__musubi-tuner-nodes" / "config.json"
+    settings_file.parent.mkdir(parents=True, exist_ok=True)
+    settings_file.write_text(json.dumps(settings), encoding="utf-8")
     return server
 
 
-@pytest.fixture
-def run_page(chromium: Chromium, run_server: ComfyServer) -> Iterator[CdpPage]:
-    run_server.client().post("/settings/Comfy.TutorialCompleted", True)
+@contextlib.contextmanager
+def frontend(chromium: Chromium, server: ComfyServer) -> Iterator[CdpPage]:
+    """A tab with ``server``'s frontend loaded (tutorial dismissed), closed afterwards."""
+    server.client().post("/settings/Comfy.TutorialCompleted", True)
     page = chromium.tab()
     try:
-        page.navigate(run_server.url)
+        page.navigate(server.url)
         page.wait_for(FRONTEND_READY, timeout=60)
         yield page
     finally:
         page.close()
+
+
+@pytest.fixture(scope="module")
+def run_server(comfy_servers: Any, fake_musubi: FakeMusubi) -> ComfyServer:  # noqa: F811
+    """The fake musubi at one second per training step."""
+    return start_training_server(comfy_servers, fake_musubi, "browser-run",
+                                 {"env": {"FAKE_MUSUBI_STEP_SECONDS": "1"}})
+
+
+@pytest.fixture
+def run_page(chromium: Chromium, run_server: ComfyServer) -> Iterator[CdpPage]:
+    with frontend(chromium, run_server) as page:
+        yield page
 
 
 # What a user changes in the Wan example to train on the test server: its folder holds 64 px

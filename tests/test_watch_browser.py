@@ -6,50 +6,30 @@ text, given room by web/musubi_tuner.js; screenshots go to test-artifacts/ (watc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from comfy_browser import CdpPage, Chromium
-from comfy_fixtures import FRONTEND_READY
 from comfy_harness import ComfyServer
-from fakes import FakeMusubi, fake_musubi, png_bytes  # noqa: F401  (fake_musubi is a fixture)
-from test_comfy_browser import (MODEL_FOLDERS, TINY_SAFETENSORS, TRAIN_NODE, WAN_EXAMPLE, center, dismiss_banner,
-                                open_template, repaint)
+from fakes import FakeMusubi
+from test_comfy_browser import (TRAIN_NODE, WAN_EXAMPLE, center, dismiss_banner, frontend, open_template, repaint,
+                                start_training_server)
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
-def watch_server(comfy_servers: Any, fake_musubi: FakeMusubi) -> ComfyServer:  # noqa: F811
-    server = comfy_servers.start("browser-watch", env={"MUSUBI_TUNER_ROOT": str(fake_musubi.root),
-                                                       "MUSUBI_TUNER_ENV": str(fake_musubi.venv)})
-    for folder in MODEL_FOLDERS:
-        (server.base_dir / "models" / folder / f"tiny_{folder}.safetensors").write_bytes(TINY_SAFETENSORS)
-    dataset = server.base_dir / "input" / "my_wan_dataset"
-    dataset.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 5):
-        (dataset / f"img{i}.png").write_bytes(png_bytes(64, 64))
-        (dataset / f"img{i}.txt").write_text(f"a photo number {i}", encoding="utf-8")
-    settings = server.base_dir / "user" / "__musubi-tuner-nodes" / "config.json"
-    settings.parent.mkdir(parents=True, exist_ok=True)
-    settings.write_text(json.dumps({"progress_update_interval": 0.5, "env": {"FAKE_MUSUBI_STEP_SECONDS": "1"}}),
-                        encoding="utf-8")
-    return server
+def watch_server(comfy_servers: Any, fake_musubi: FakeMusubi) -> ComfyServer:
+    return start_training_server(comfy_servers, fake_musubi, "browser-watch",
+                                 {"progress_update_interval": 0.5, "env": {"FAKE_MUSUBI_STEP_SECONDS": "1"}})
 
 
 @pytest.fixture
 def watch_page(chromium: Chromium, watch_server: ComfyServer) -> Iterator[CdpPage]:
-    watch_server.client().post("/settings/Comfy.TutorialCompleted", True)
-    page = chromium.tab()
-    try:
-        page.navigate(watch_server.url)
-        page.wait_for(FRONTEND_READY, timeout=60)
+    with frontend(chromium, watch_server) as page:
         yield page
-    finally:
-        page.close()
 
 
 # The Wan example on the test server, with two sample prompts (musubi's options: size, steps, seed):
