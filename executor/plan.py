@@ -517,7 +517,8 @@ def _take_over(path: str, stale: Optional[dict[str, Any]]) -> None:
         os.replace(path, moved)
     except OSError:
         return
-    if _read_lock(moved) != stale and stale is not None:
+    # Also when the stale lock was unreadable: a readable one now means a competitor's.
+    if _read_lock(moved) != stale:
         try:
             os.link(moved, path)  # put the competitor's lock back (fails if one exists again)
         except OSError:

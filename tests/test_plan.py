@@ -379,3 +379,25 @@ def test_the_cache_check_alone_can_be_skipped_for_a_dry_run_of_the_chain(work: W
         make_plan(work.settings, work.spec("train", output_name="bad/name"), install=work.install,
                   check_caches=False)
     assert [p.input for p in other.value.problems] == ["output_name"]
+
+
+def test_taking_over_an_unreadable_lock_never_removes_a_competitors_fresh_lock(tmp_path: Path) -> None:
+    # Two runs find the same garbage lock (a torn write, older than the grace time); the
+    # competitor takes it over first and writes its own lock. Our take-over then moves the
+    # competitor's lock, not the garbage: it must be put back, or both runs would write.
+    from executor.plan import _take_over
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    path = folder / LOCK_NAME
+    competitor = RunLock([str(folder)], "run-competitor")
+    competitor.acquire()
+    try:
+        _take_over(str(path), None)  # None: what we read before the competitor replaced it
+        assert json.loads(path.read_text())["run_dir"] == "run-competitor"
+        with pytest.raises(RunLocked):
+            RunLock([str(folder)], "run-late").acquire()
+    finally:
+        competitor.release()
+    assert not path.exists()
+    assert sorted(p.name for p in folder.iterdir()) == []
