@@ -477,8 +477,17 @@ class RunLock:
                              + f"; if no run is active, delete {path}")
                 _take_over(path, holder)
                 continue
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+            except BaseException:
+                # A lock we could not fill in (disk full) would refuse every run here
+                # for its grace time; it was never ours to keep.
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+                raise
             return path
         raise RunLocked(f"could not lock {folder}: the lock file keeps changing", hint="try again")
 

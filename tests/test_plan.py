@@ -401,3 +401,31 @@ def test_taking_over_an_unreadable_lock_never_removes_a_competitors_fresh_lock(t
         competitor.release()
     assert not path.exists()
     assert sorted(p.name for p in folder.iterdir()) == []
+
+
+def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    folder = tmp_path / "out"
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, fd: int, *args: object) -> None:
+            self.fh = real_fdopen(fd, *args)
+
+        def __enter__(self) -> "FullDisk":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", FullDisk)
+    with pytest.raises(OSError):
+        RunLock([str(folder)], "run-a").acquire()
+    monkeypatch.undo()
+    assert not (folder / LOCK_NAME).exists()
+    with RunLock([str(folder)], "run-b"):  # not refused as "another run is writing"
+        pass
