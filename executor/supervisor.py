@@ -74,6 +74,7 @@ def main(argv):
                 _signal_escaped(sig)
         if status is None and not _parent_alive(control_fd, parent, ready):
             _stop_all(child.pid, grace)  # does not return
+    _stop_escaped(grace)
     _mirror(status)
 
 
@@ -105,6 +106,38 @@ def _stop_all(child_pid, grace):
     _signal_escaped(signal.SIGKILL)
     _signal_group(signal.SIGKILL)  # includes us
     os._exit(1)
+
+
+def _stop_escaped(grace):
+    """The command exited. Descendants that left our process group (setsid: torch elastic
+    workers start their own sessions) were re-parented to us; once we exit they go to init,
+    where the starter's group-based clean-up of leftovers cannot find them, and they would
+    keep the GPU. So stop them here (TERM, ``grace``, KILL) and say so on stderr."""
+    group = os.getpgrp()
+    escaped = [pid for pid, pgid in _descendants(os.getpid()) if pgid != group]
+    if not escaped:
+        return
+    names = ", ".join(f"{pid} {_name(pid)}" for pid in escaped[:6])
+    _signal_escaped(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        _reap(None)
+        if not any(pgid != group for _, pgid in _descendants(os.getpid())):
+            break
+        time.sleep(0.05)
+    _signal_escaped(signal.SIGKILL)
+    _reap(None)
+    count = f"{len(escaped)} process{'es' if len(escaped) != 1 else ''}"
+    os.write(2, f"\nmusubi-tuner-nodes: stopped {count} left running in another session after the "
+                f"command exited: {names}\n".encode("utf-8", "replace"))
+
+
+def _name(pid):
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return "?"
 
 
 def _reap(child_pid):
@@ -175,6 +208,8 @@ def _descendants(root):
                 fields = f.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
+        if fields[0] == b"Z":
+            continue  # a zombie holds nothing and ignores signals; its reaper takes it
         parent_of[int(name)] = int(fields[1])
         group_of[int(name)] = int(fields[2])
     children = {}

@@ -356,6 +356,31 @@ def test_a_leftover_grandchild_after_a_clean_exit_is_stopped_and_reported(tmp_pa
     assert wait_all_gone([int(pidfile.read_text())]) == []
 
 
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the supervisor finds escaped processes in /proc")
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("holds_pipes", [False, True])
+def test_a_leftover_in_its_own_session_after_a_clean_exit_is_stopped_and_named(tmp_path: Path,
+                                                                                holds_pipes: bool) -> None:
+    # torch elastic starts its workers with start_new_session: outside our process group,
+    # and once the supervisor exits, re-parented to init where no group walk finds them.
+    pidfile = tmp_path / "worker.pid"
+    quiet = "" if holds_pipes else ", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL"
+    started = time.monotonic()
+    result = run(py(f"""
+        import subprocess, sys
+        worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                                  start_new_session=True{quiet})
+        open({str(pidfile)!r}, "w").write(str(worker.pid))
+        print("main done")
+    """), grace_period=1.0)
+    assert result.ok
+    worker = int(pidfile.read_text())
+    assert wait_all_gone([worker], within=5.0) == []
+    assert any(f"{worker} python" in line and "another session" in line for line in result.tail)
+    assert time.monotonic() - started < 30
+
+
 # -- failures ----------------------------------------------------------------------
 
 @POSIX_ONLY
