@@ -7,6 +7,7 @@ environment a user's ComfyUI has: without ``PYTHONUNBUFFERED``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,20 @@ CAPTURES = SHARED / "captures"
 # Shared fixtures: the real-ComfyUI server (comfy_fixtures) and the fake musubi venv (fakes),
 # registered here so pytest rewrites their asserts before any test module imports them.
 pytest_plugins = ["comfy_fixtures", "fakes"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scratch_cache_home(tmp_path_factory: pytest.TempPathFactory):
+    """The venv-probe cache the pack keeps under XDG_CACHE_HOME goes to a scratch folder: every
+    test venv is new, and each would otherwise leave a cache file in the user's ~/.cache.
+    (The pinned ComfyUI and the test venv live under MUSUBI_NODES_CACHE / ~/.cache, untouched.)"""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
 
 
 @pytest.fixture(autouse=True)
