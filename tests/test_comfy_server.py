@@ -29,7 +29,8 @@ def probe_prompt(*, steps: int = 3, delay: float = 0.05, fail: bool = False, lab
 def test_server_answers_object_info_with_core_nodes(comfy_client: ComfyClient) -> None:
     info = comfy_client.object_info()
     assert "LoraLoader" in info and "KSampler" in info
-    assert comfy_client.object_info("LoraLoader")["LoraLoader"]["category"] == "loaders"
+    # "loaders" in 0.3.75, "model/loaders" in 0.33
+    assert comfy_client.object_info("LoraLoader")["LoraLoader"]["category"].split("/")[-1] == "loaders"
 
 
 def test_pack_imports_without_failure(comfy_server: ComfyServer) -> None:
@@ -53,7 +54,11 @@ def test_probe_run_reports_progress_and_progress_text(comfy_client: ComfyClient)
     run = comfy_client.run(probe_prompt(steps=3, label="count"), timeout=60)
 
     assert run.outcome == "success", run.types
-    assert [(m.data["value"], m.data["max"]) for m in run.of_type("progress")] == [(1, 3), (2, 3), (3, 3)]
+    progress = [(m.data["value"], m.data["max"]) for m in run.of_type("progress")]
+    # newer ComfyUI (0.33) throttles progress (<= 1 per 100 ms and 0.5 %; first and last always
+    # sent), so the middle update may be dropped; 0.3.75 sends all three
+    assert progress[0] == (1, 3) and progress[-1] == (3, 3), progress
+    assert progress == sorted(set(progress)) and set(progress) <= {(1, 3), (2, 3), (3, 3)}, progress
     assert run.progress_texts(node="1") == ["count 1/3", "count 2/3", "count 3/3"]
     assert run.of_type("executed")[-1].data["output"] == {"text": ["count done"]}
     assert run.types.index("execution_start") < run.types.index("execution_success")

@@ -6,6 +6,7 @@ a thumbnail ComfyUI serves to its template browser, and the Japanese file keeps 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import urllib.request
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from comfy_harness import PACK_FOLDER_NAME, ComfyClient, ComfyServer
+from comfy_harness import COMFYUI_VERSION, PACK_FOLDER_NAME, ComfyClient, ComfyInstall, ComfyServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = ROOT / ".ci"
@@ -33,21 +34,40 @@ def load_generator(name: str) -> ModuleType:
     return module
 
 
-def stale(files: dict[Path, str]) -> list[str]:
+def without_core_titles(text: str | None) -> Any:
+    """An API-format workflow without the `_meta` titles of ComfyUI's own nodes: the generator
+    copies their display names from the server, and those change between ComfyUI versions
+    (LoraLoaderModelOnly is "Load LoRA" in 0.33). Any other text is returned as it is."""
+    try:
+        data = json.loads(text or "")
+    except ValueError:
+        return text
+    if not isinstance(data, dict) or not all(isinstance(n, dict) and "class_type" in n for n in data.values()):
+        return data
+    for node in data.values():
+        if not str(node["class_type"]).startswith("Musubi"):
+            node.get("_meta", {}).pop("title", None)
+    return data
+
+
+def stale(files: dict[Path, str], *, pinned: bool = True) -> list[str]:
+    """Files whose text differs; against another ComfyUI than the pinned one (`pinned` False),
+    core nodes' titles in API workflows are not compared."""
     out = []
     for path, text in files.items():
         current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current != text:
+        if current != text and (pinned or without_core_titles(current) != without_core_titles(text)):
             out.append(str(path.relative_to(ROOT)))
     return out
 
 
 @pytest.mark.comfyui
 @pytest.mark.timeout(120)
-def test_example_workflows_are_what_the_generator_makes(comfy_client: ComfyClient) -> None:
+def test_example_workflows_are_what_the_generator_makes(comfy_client: ComfyClient, comfy_install: ComfyInstall) -> None:
     generator = load_generator("generate_examples")
     files = generator.generated_files(comfy_client.object_info())
-    assert not stale(files), (f"{stale(files)} differ from the node definitions; "
+    differing = stale(files, pinned=comfy_install.version == COMFYUI_VERSION)
+    assert not differing, (f"{differing} differ from the node definitions; "
                               "regenerate: python3 .ci/generate_examples.py")
     assert not generator.stale_examples(), "files in example_workflows/ that no example makes"
 
