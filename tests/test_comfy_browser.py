@@ -83,8 +83,9 @@ def test_node_search_finds_the_pack_nodes(comfy_page: CdpPage, comfy_client: Com
     comfy_page.evaluate("app.graph.clear()")
     width, height = comfy_page.browser.window_size
     comfy_page.click(width / 2, height / 2, count=2)
-    comfy_page.wait_for("document.activeElement && document.activeElement.placeholder === 'Search Nodes...'",
-                        timeout=10)
+    # the search box's placeholder: "Search Nodes..." in frontend 1.32 (ComfyUI 0.3.75), "Add a node..." in 1.49
+    comfy_page.wait_for("document.activeElement && ['Search Nodes...', 'Add a node...']"
+                        ".includes(document.activeElement.placeholder)", timeout=10)
     comfy_page.type_text("Musubi")
     found = comfy_page.wait_for(
         "(() => { const o = Array.from(document.querySelectorAll('[role=option]')).map(e => e.innerText);"
