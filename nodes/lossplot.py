@@ -45,12 +45,17 @@ class Layout:
         return self.bottom - (loss - self.y_min) / span * (self.bottom - self.top)
 
 
+# A diverged run can report absurd losses; beyond this the axis span itself overflows to inf.
+DRAWABLE_LOSS = 1e150
+
+
 def losses(points: Sequence[dict[str, Any]]) -> list[tuple[int, float]]:
-    """(step, avr_loss) of the points that have a finite loss, in step order."""
+    """(step, avr_loss) of the points that have a drawable loss (finite, |loss| <= 1e150),
+    in step order."""
     out = []
     for p in points:
         step, loss = p.get("step"), p.get("avr_loss")
-        if isinstance(step, int) and isinstance(loss, (int, float)) and math.isfinite(loss):
+        if isinstance(step, int) and isinstance(loss, (int, float)) and abs(loss) <= DRAWABLE_LOSS:
             out.append((step, float(loss)))
     return sorted(out)
 

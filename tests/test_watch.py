@@ -250,6 +250,17 @@ def test_the_curve_has_the_asked_size_and_is_not_blank(lossplot: Any) -> None:
     assert small.size == (384, 216)
 
 
+def test_a_diverged_run_still_gets_its_curve(lossplot: Any) -> None:
+    """Absurd losses (a diverged run) are left out of the plot instead of overflowing its axis:
+    the curve comes after the LoRA was delivered and must never fail the node."""
+    points = curve_points() + [{"step": 100, "avr_loss": 1e308, "epoch": 9},
+                               {"step": 101, "avr_loss": -1e308, "epoch": 9},
+                               {"step": 102, "avr_loss": float("nan"), "epoch": 9}]
+    image = lossplot.render(points)
+    assert image.size == (768, 432)
+    assert [step for step, _ in lossplot.losses(points)] == [step for step, _ in lossplot.losses(curve_points())]
+
+
 def test_epoch_boundaries_are_marked_where_the_epochs_change(lossplot: Any) -> None:
     points = curve_points(40, 10)
     assert [e for _, e in lossplot.epoch_boundaries(points)] == [2, 3, 4]
