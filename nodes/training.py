@@ -347,6 +347,11 @@ class MusubiTrainLoRA:
         try:
             with reported():
                 lora_path, how = deliver(trained, name, arch, plan.run_dir, reporter)
+        except host.interrupt_exception():
+            # Cancelled while converting or copying: the training itself is safe; say where.
+            host.send_text(f"{title}: cancelled before the LoRA reached models/loras\n"
+                           f"The trained LoRA is in the run folder: {trained}", unique_id)
+            raise
         except (MusubiTunerError, OSError, ValueError) as exc:
             # Training itself worked: say so, and where the trained file is.
             message = (f"training finished, but the LoRA could not be delivered to models/loras: {exc}\n"

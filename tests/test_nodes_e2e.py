@@ -353,6 +353,38 @@ def test_interrupt_ends_the_prompt_quietly_and_leaves_no_process(
     assert result["status"] == "cancelled", result
 
 
+@pytest.mark.timeout(240)
+def test_a_cancel_during_conversion_says_where_the_trained_lora_is(
+        server: ComfyServer, client: ComfyClient, fake_env: Any, fake_musubi: FakeMusubi,  # noqa: F811
+) -> None:
+    """Training finished, then Cancel lands while musubi's converter runs: a quiet cancel, no
+    process left, nothing half-delivered, and the node names the trained file in the run folder."""
+    arch = cat.get_architecture("zimage")
+    folder = image_folder(server, "cancel_convert", count=2)
+    name = "e2e_cancel_convert"
+    prompt = workflow(folder, "zimage", output_name=name, selectors={s.name: s.default for s in arch.selectors})
+    fake_env(FAKE_MUSUBI_CONVERT_SECONDS="60")
+    with client.socket() as sock:
+        prompt_id = client.queue_prompt(prompt)["prompt_id"]
+        sock.wait_for(lambda m: m.type == "progress_text" and m.data["node"] == "5"
+                      and "delivering" in m.data["text"], 150)
+        time.sleep(1.0)  # the fake converter is now silent
+        assert run_processes(fake_musubi), "the converter was not running"
+        client.interrupt(prompt_id)
+        asked = time.monotonic()
+        run = sock.collect(prompt_id, timeout=30)
+    assert run.outcome == "interrupted", run.terminal.data if run.terminal else run.types
+    while run_processes(fake_musubi) and time.monotonic() - asked < 2.0:
+        time.sleep(0.05)
+    assert not run_processes(fake_musubi), "the converter outlived the Cancel by 2 s"
+    assert not (server.base_dir / "models" / "loras" / "musubi-tuner" / f"{name}.safetensors").exists()
+    texts = run.progress_texts("5")
+    told = [t for t in texts if "The trained LoRA is in the run folder" in t]
+    assert told, texts[-3:]
+    trained = Path(told[-1].rsplit(": ", 1)[-1].strip())
+    assert trained.name == f"{name}.safetensors" and trained.is_file()
+
+
 # ---------------------------------------------------------------------------- errors
 
 @pytest.mark.timeout(180)
