@@ -85,6 +85,10 @@ def _empty_problems(dataset: MusubiDataset) -> list[str]:
     return out
 
 
+DATASET_OUTPUT_TOOLTIP = ("The dataset config (TOML file, parsed settings and item counts); wire it to the "
+                          "cache and training nodes.")
+
+
 class MusubiDatasetConfig:
     DESCRIPTION = ("Builds a musubi-tuner dataset config (TOML) from a folder of images or videos with "
                    "caption files. Chain several of these through 'previous' to train on more than one folder.")
@@ -92,8 +96,7 @@ class MusubiDatasetConfig:
     FUNCTION = "build"
     RETURN_TYPES = (DATASET_TYPE,)
     RETURN_NAMES = ("dataset",)
-    OUTPUT_TOOLTIPS = ("The dataset config (TOML file, parsed settings and item counts); wire it to the "
-                       "cache and training nodes.",)
+    OUTPUT_TOOLTIPS = (DATASET_OUTPUT_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -237,8 +240,7 @@ class MusubiLoadDatasetConfig:
     FUNCTION = "load"
     RETURN_TYPES = (DATASET_TYPE,)
     RETURN_NAMES = ("dataset",)
-    OUTPUT_TOOLTIPS = ("The dataset config (TOML file, parsed settings and item counts); wire it to the "
-                       "cache and training nodes.",)
+    OUTPUT_TOOLTIPS = (DATASET_OUTPUT_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
