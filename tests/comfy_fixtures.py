@@ -46,6 +46,30 @@ from comfy_harness import (
 )
 
 PROBE_NODE = Path(__file__).resolve().parent / "fixtures" / "comfy_probe" / "harness_probe.py"
+# The model folders the pack's dropdowns list, and a file each can hold: an empty but valid
+# safetensors (8-byte header length, "{}" padded to 8) so dropdowns have values and sniffing passes.
+PICKER_FOLDERS = ("diffusion_models", "vae", "text_encoders", "clip_vision")
+TINY_SAFETENSORS = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "
+
+
+def tiny(folder: str) -> str:
+    """The tiny model file's name in ``models/<folder>``."""
+    return f"tiny_{folder}.safetensors"
+
+
+def put_tiny_models(server: ComfyServer) -> None:
+    """One tiny model file in each of ``server``'s picker folders (kept if already there)."""
+    for folder in PICKER_FOLDERS:
+        path = server.base_dir / "models" / folder / tiny(folder)
+        if not path.exists():
+            path.write_bytes(TINY_SAFETENSORS)
+
+
+def fake_musubi_server(comfy_servers: Any, fake: Any, name: str) -> ComfyServer:
+    """A server whose pack runs ``fake`` (the fake musubi venv, tests/fakes.py), with tiny model files."""
+    server = comfy_servers.start(name, env={"MUSUBI_TUNER_ROOT": str(fake.root), "MUSUBI_TUNER_ENV": str(fake.venv)})
+    put_tiny_models(server)
+    return server
 COMFY_FIXTURES = ("comfy_install", "comfy_servers", "comfy_server", "comfy_client", "comfy_page")
 # what each cached install is, keyed by the fixture that needs it
 _INSTALLERS: dict[str, Callable[..., Any]] = {"comfy_install": ensure_comfyui, "comfy_cli": ensure_comfy_cli}

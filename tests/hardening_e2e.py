@@ -25,19 +25,14 @@ import psutil
 import pytest
 
 import hardening  # noqa: F401  (registers the marker before the test modules' decorators run)
+from comfy_fixtures import put_tiny_models, tiny
 from comfy_harness import ComfyClient, ComfyServer, PromptRun
 from fakes import FakeMusubi, build_fake_musubi, png_bytes
 from procs import alive, wait_all_gone
 
-MODEL_FOLDERS = ("diffusion_models", "vae", "text_encoders", "clip_vision")
-TINY_SAFETENSORS = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "
 # Every path of the hardening server holds these: a space, CJK and an accent.
 ODD = "ユニコード é"
 RUN_GONE_WITHIN = 10.0
-
-
-def tiny(folder: str) -> str:
-    return f"tiny_{folder}.safetensors"
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +45,7 @@ def hard_fake(tmp_path_factory: pytest.TempPathFactory) -> FakeMusubi:
 def hard_server(comfy_servers: Any, hard_fake: FakeMusubi, tmp_path_factory: pytest.TempPathFactory) -> ComfyServer:
     base = tmp_path_factory.mktemp("hardening-comfy") / f"Comfy UI {ODD}"
     server = comfy_servers.start("hardening", base_dir=base)
-    for folder in MODEL_FOLDERS:
-        path = server.base_dir / "models" / folder / tiny(folder)
-        if not path.exists():
-            path.write_bytes(TINY_SAFETENSORS)
+    put_tiny_models(server)
     Hard.write_config(server, hard_fake, {})
     return server
 

@@ -30,10 +30,11 @@ import pytest
 
 pytest.register_assert_rewrite("hardening", "hardening_e2e")  # before they are imported below
 
+from comfy_fixtures import tiny  # noqa: E402
 from comfy_harness import ComfyHTTPError  # noqa: E402
 from executor import catalogue as cat  # noqa: E402
 from hardening_cases import BAD_INPUTS  # noqa: E402
-from hardening_e2e import Hard, changed_files, error_text, tiny  # noqa: E402
+from hardening_e2e import Hard, changed_files, error_text  # noqa: E402
 
 pytestmark = pytest.mark.comfyui
 pytest_plugins = ["hardening", "hardening_e2e"]

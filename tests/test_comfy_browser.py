@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import pytest
 
 from comfy_browser import CdpPage, Chromium
-from comfy_fixtures import FRONTEND_READY, pack_node_ids
+from comfy_fixtures import FRONTEND_READY, fake_musubi_server, pack_node_ids
 from comfy_harness import ComfyClient, ComfyServer
 from fakes import FakeMusubi, fake_musubi, png_bytes  # noqa: F401  (fake_musubi is a fixture)
 
@@ -26,8 +26,6 @@ pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.timeout(180)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_workflows"
 WAN_EXAMPLE = "wan_2.1_2.2_t2v_lora"
-MODEL_FOLDERS = ("diffusion_models", "vae", "text_encoders", "clip_vision")
-TINY_SAFETENSORS = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "
 TRAIN_NODE = 5  # the Train LoRA node's id in the examples
 
 
@@ -155,10 +153,7 @@ def start_training_server(comfy_servers: Any, fake_musubi: FakeMusubi, name: str
     """A server whose pack runs the fake musubi venv with ``settings`` (the pack's settings file
     in ComfyUI's user folder; its ``env`` paces the fake), with tiny model files and a four-image
     dataset in input/my_wan_dataset (the Wan example's folder)."""
-    server = comfy_servers.start(name, env={"MUSUBI_TUNER_ROOT": str(fake_musubi.root),
-                                            "MUSUBI_TUNER_ENV": str(fake_musubi.venv)})
-    for folder in MODEL_FOLDERS:
-        (server.base_dir / "models" / folder / f"tiny_{folder}.safetensors").write_bytes(TINY_SAFETENSORS)
+    server = fake_musubi_server(comfy_servers, fake_musubi, name)
     dataset = server.base_dir / "input" / "my_wan_dataset"
     dataset.mkdir(parents=True, exist_ok=True)
     for i in range(1, 5):

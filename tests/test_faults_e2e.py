@@ -216,11 +216,11 @@ def test_a_log_that_cannot_grow_does_not_stop_the_run_and_the_user_is_told(hard:
 @pytest.mark.timeout(300)
 def test_when_comfyui_is_killed_mid_training_the_trainer_tree_dies(comfy_servers: Any, hard_fake: Any,
                                                                   tmp_path: Path, hardening: Any) -> None:
-    from hardening_e2e import ODD, MODEL_FOLDERS, TINY_SAFETENSORS, tiny
+    from comfy_fixtures import put_tiny_models
+    from hardening_e2e import ODD
 
     server = comfy_servers.start("hardening-kill", base_dir=tmp_path / f"Comfy UI {ODD} killed")
-    for folder in MODEL_FOLDERS:
-        (server.base_dir / "models" / folder / tiny(folder)).write_bytes(TINY_SAFETENSORS)
+    put_tiny_models(server)
     victim = Hard(server, hard_fake, tmp_path)
     victim.configure()
     prompt = cached(victim, "f_killed", max_train_epochs=50)

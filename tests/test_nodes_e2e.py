@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import psutil
 import pytest
 
+from comfy_fixtures import fake_musubi_server, tiny
 from comfy_harness import ComfyClient, ComfyServer, PromptRun
 from executor import catalogue as cat
 from executor.flagfacts import load_flags
@@ -25,8 +26,6 @@ from fakes import FakeMusubi, fake_musubi, png_bytes  # noqa: F401  (fake_musubi
 
 pytestmark = pytest.mark.comfyui
 
-MODEL_FOLDERS = ("diffusion_models", "vae", "text_encoders", "clip_vision")
-TINY_SAFETENSORS = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "
 FACTS = load_flags()["scripts"]
 STEPS_NODES = {"MusubiCacheLatents", "MusubiCacheTextEncoder", "MusubiTrainLoRA"}
 
@@ -35,19 +34,9 @@ def models_node_id(arch: cat.Architecture) -> str:
     return "MusubiModels" + "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", arch.id) if p)
 
 
-def tiny(folder: str) -> str:
-    return f"tiny_{folder}.safetensors"
-
-
 @pytest.fixture(scope="module")
 def server(comfy_servers: Any, fake_musubi: FakeMusubi) -> ComfyServer:  # noqa: F811
-    srv = comfy_servers.start("nodes-e2e", env={"MUSUBI_TUNER_ROOT": str(fake_musubi.root),
-                                                "MUSUBI_TUNER_ENV": str(fake_musubi.venv)})
-    for folder in MODEL_FOLDERS:
-        path = srv.base_dir / "models" / folder / tiny(folder)
-        if not path.exists():
-            path.write_bytes(TINY_SAFETENSORS)
-    return srv
+    return fake_musubi_server(comfy_servers, fake_musubi, "nodes-e2e")
 
 
 @pytest.fixture

@@ -18,14 +18,8 @@ from typing import Any
 
 import pytest
 from comfy_harness import ComfyServer
-from test_nodes_e2e import (
-    TINY_SAFETENSORS,
-    dataset_node,
-    executed_output,
-    image_folder,
-    models_node,
-    tiny,
-)
+from comfy_fixtures import TINY_SAFETENSORS, tiny
+from test_nodes_e2e import dataset_node, executed_output, image_folder, models_node
 
 from executor import catalogue as cat
 

@@ -17,7 +17,8 @@ import pytest
 
 from comfy_harness import ComfyClient, ComfyHTTPError, ComfyServer, PromptRun
 from fakes import FakeMusubi, fake_musubi  # noqa: F401  (fake_musubi is a fixture)
-from test_nodes_e2e import MODEL_FOLDERS, TINY_SAFETENSORS, executed_output, image_folder, tiny, workflow
+from comfy_fixtures import fake_musubi_server
+from test_nodes_e2e import executed_output, image_folder, workflow
 
 Image = pytest.importorskip("PIL.Image", reason="the previews are checked with Pillow (installed by .ci/test)")
 
@@ -31,13 +32,7 @@ PROMPTS = "a red cube --w 40 --h 32 --s 20 --d 42\na blue ball --w 40 --h 32"
 
 @pytest.fixture(scope="module")
 def server(comfy_servers: Any, fake_musubi: FakeMusubi) -> ComfyServer:  # noqa: F811
-    srv = comfy_servers.start("watch-e2e", env={"MUSUBI_TUNER_ROOT": str(fake_musubi.root),
-                                                "MUSUBI_TUNER_ENV": str(fake_musubi.venv)})
-    for folder in MODEL_FOLDERS:
-        path = srv.base_dir / "models" / folder / tiny(folder)
-        if not path.exists():
-            path.write_bytes(TINY_SAFETENSORS)
-    return srv
+    return fake_musubi_server(comfy_servers, fake_musubi, "watch-e2e")
 
 
 @pytest.fixture
