@@ -25,7 +25,9 @@ PACK = "musubi_nodes_import_test"
 DEFERRED = ("executor.catalogue", "executor.errors", "executor.plan", "executor.process", "parsers")
 
 
-def test_importing_the_nodes_leaves_the_catalogue_errors_and_parsers_unloaded() -> None:
+def modules_after_importing_the_nodes() -> set[str]:
+    """Every module a fresh interpreter holds after importing the pack's nodes the way ComfyUI
+    loads a pack (by file location, under a path-derived name: here ``p``)."""
     code = (
         "import importlib, importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('p', {str(ROOT / '__init__.py')!r}, "
@@ -33,11 +35,15 @@ def test_importing_the_nodes_leaves_the_catalogue_errors_and_parsers_unloaded() 
         "m = importlib.util.module_from_spec(spec); sys.modules['p'] = m; spec.loader.exec_module(m)\n"
         "nodes = importlib.import_module('p.nodes')\n"
         "assert len(nodes.NODE_CLASS_MAPPINGS) > 10\n"
-        "print('\\n'.join(sorted(n[2:] for n in sys.modules if n.startswith('p.'))))\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    loaded = out.stdout.split()
+    return set(out.stdout.split())
+
+
+def test_importing_the_nodes_leaves_the_catalogue_errors_and_parsers_unloaded() -> None:
+    loaded = sorted(name[2:] for name in modules_after_importing_the_nodes() if name.startswith("p."))
     early = [name for name in loaded if name.startswith(DEFERRED)]
     assert not early, (f"importing the nodes loaded {early}; import them inside functions (or through "
                        "nodes/deferred.py) so ComfyUI's start does not pay for them")
