@@ -12,8 +12,8 @@ import functools
 import shlex
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
-from .errors import PreflightError
-from .problems import Problem
+from ..errors import PreflightError
+from ..problems import Problem
 
 __all__ = ["check_extra_args", "parse_extra_args", "controlled_flags", "script_flags", "ALWAYS_CONTROLLED"]
 
