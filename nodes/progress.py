@@ -30,7 +30,7 @@ PHASE_LABELS = {
     "converting": "converting",
     "delivering": "delivering",
 }
-EVENT = "musubi_tuner.progress"  # the custom websocket event (README: "Watching training")
+EVENT = "musubi_tuner.progress"  # the custom websocket event (docs/watching-training.md)
 TAIL_LINES = 12
 TAIL_WIDTH = 160
 PREVIEW_MAX = 768  # longest side of a preview image sent over the websocket

@@ -150,7 +150,8 @@ def validate_dataset_dict(data: Any, *, text: Optional[str] = None) -> tuple[lis
         problems.append(Problem(name, message + (f" (line {line})" if line else ""), fix, level))
 
     if not isinstance(data, dict):
-        add("dataset_config", f"the file holds {_describe(data)}, not tables", "start from the example in the README")
+        add("dataset_config", f"the file holds {_describe(data)}, not tables",
+            "start from the example in the pack's docs/datasets.md")
         return problems, {}
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     if isinstance(data.get("datasets"), list):
