@@ -35,6 +35,20 @@ def _scratch_cache_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ["XDG_CACHE_HOME"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _scratch_data_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The pack's per-user data folder (the record of training states, the job store) goes to a
+    scratch folder for the session, for the executor in this process and every ComfyUI server
+    the tests start (they inherit the environment)."""
+    previous = os.environ.get("MUSUBI_TUNER_NODES_DATA_DIR")
+    os.environ["MUSUBI_TUNER_NODES_DATA_DIR"] = str(tmp_path_factory.mktemp("data-dir"))
+    yield
+    if previous is None:
+        os.environ.pop("MUSUBI_TUNER_NODES_DATA_DIR", None)
+    else:
+        os.environ["MUSUBI_TUNER_NODES_DATA_DIR"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _no_inherited_unbuffered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
