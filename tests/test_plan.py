@@ -313,16 +313,21 @@ def test_cache_steps_lock_their_cache_folders(work: Work) -> None:
 
 
 def test_spec_paths_are_relative_to_the_spec_folder_but_hugging_face_ids_stay(tmp_path: Path) -> None:
+    (tmp_path / "run-state").mkdir()
     spec = PlanSpec.from_dict({"architecture": "kandinsky5", "step": "cache_text_encoder",
                                "dataset_config": "d.toml",
                                "models": {"text_encoder_qwen": "Qwen/Qwen2.5-VL-7B-Instruct",
                                           "vae": "models/vae.safetensors", "text_encoder_clip": "./clip"},
-                               "options": {"resume": "state"}, "output_dir": "out"}, base_dir=tmp_path)
+                               "options": {"resume": "run-state"}, "output_dir": "out"}, base_dir=tmp_path)
     assert spec.dataset_config == str(tmp_path / "d.toml")
     assert spec.models == {"text_encoder_qwen": "Qwen/Qwen2.5-VL-7B-Instruct",
                            "vae": str(tmp_path / "models" / "vae.safetensors"),
                            "text_encoder_clip": str(tmp_path / "clip")}
-    assert spec.options["resume"] == str(tmp_path / "state") and spec.output_dir == str(tmp_path / "out")
+    assert spec.options["resume"] == str(tmp_path / "run-state") and spec.output_dir == str(tmp_path / "out")
+    # a resume value that is no folder there is a run's id (its folder name), kept as it is
+    named = PlanSpec.from_dict({"architecture": "wan", "step": "train", "options": {"resume": "20250101-my_lora"}},
+                               base_dir=tmp_path)
+    assert named.options["resume"] == "20250101-my_lora"
     with pytest.raises(ConfigError):
         PlanSpec.from_dict({"architecture": "wan"})
 

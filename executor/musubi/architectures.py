@@ -31,7 +31,7 @@ _TRAIN_BASE = frozenset({
     "block_swap_h2d_only", "img_in_txt_in_offloading", "disable_numpy_memmap",
     "preserve_distribution_shape", "save_state", "save_state_on_train_end", "sample_at_first",
     "no_metadata", "compile", "cuda_allow_tf32", "cuda_cudnn_benchmark",
-    "optimizer_type", "learning_rate", "max_grad_norm", "lr_scheduler", "lr_warmup_steps",
+    "optimizer_type", "learning_rate", "max_grad_norm", "lr_scheduler", "lr_scheduler_type", "lr_warmup_steps",
     "lr_decay_steps", "lr_scheduler_num_cycles", "lr_scheduler_power", "lr_scheduler_min_lr_ratio",
     "network_dim", "network_alpha", "network_dropout", "network_weights", "dim_from_weights",
     "max_train_epochs", "max_train_steps", "max_data_loader_n_workers", "seed",

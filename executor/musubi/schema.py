@@ -257,7 +257,7 @@ _SWITCHES = (
     "use_unconditional_dit_for_lora_sampling", "log_loss_stats",
 )
 _VALUES = (
-    "optimizer_type", "learning_rate", "max_grad_norm", "lr_scheduler", "lr_warmup_steps",
+    "optimizer_type", "learning_rate", "max_grad_norm", "lr_scheduler", "lr_scheduler_type", "lr_warmup_steps",
     "lr_decay_steps", "lr_scheduler_num_cycles", "lr_scheduler_power", "lr_scheduler_min_lr_ratio",
     "network_dim", "network_alpha", "network_dropout", "network_weights",
     "max_train_epochs", "max_train_steps", "max_data_loader_n_workers", "seed",

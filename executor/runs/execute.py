@@ -86,6 +86,22 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
     a run that exits 0 without its output is ``no_output`` and raises TrainerFailed.
     """
     from ..musubi.files import existing_outputs
+
+    extras = None
+    if plan.step == "train" and (plan.record is not None or plan.continuation is not None):
+        from .training import TrainingRun
+
+        extras = TrainingRun(plan)
+        extras.prepare()  # a continuation's state is copied and checked first: a refusal writes nothing
+    try:
+        return _execute(plan, extras, on_event, should_cancel, check, existing_outputs)
+    finally:
+        if extras is not None:
+            extras.cleanup()
+
+
+def _execute(plan: Plan, extras: Any, on_event: Optional[Callable[[Any], None]],
+             should_cancel: Optional[Callable[[], bool]], check: bool, existing_outputs: Any) -> RunResult:
     from ..process.run import run
 
     run_dir = Path(plan.run_dir)
@@ -121,17 +137,23 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
             ext = ".json" if plan.dataset_config.lower().endswith(".json") else ".toml"
             shutil.copyfile(plan.dataset_config, run_dir / f"dataset{ext}")
 
+        if extras is not None:
+            extras.begin(str(run_dir))
         started = time.time()
         result: Optional[RunResult] = None
         error: Optional[BaseException] = None
         # Training records every step's loss in loss.jsonl as it happens (flushed per line).
-        recorder = LossRecorder(str(run_dir / LOSS_FILE)) if plan.step == "train" else None
+        recorder = None
+        if plan.step == "train":
+            recorder = extras.recorder(str(run_dir)) if extras is not None else LossRecorder(str(run_dir / LOSS_FILE))
         events = on_event
         if recorder is not None:
             def events(event: Any) -> None:
                 recorder.feed(event)
                 if on_event is not None:
                     on_event(event)
+        if extras is not None:
+            events = extras.on_event(events)
         try:
             result = run(plan.command, on_event=events, should_cancel=should_cancel, timeout=plan.timeout,
                          stall_timeout=plan.stall_timeout, log_path=str(run_dir / LOG_FILE), check=check)
@@ -143,8 +165,14 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
             if recorder is not None:
                 recorder.close()
         finished = time.time()
+        # states recorded, a continuation's files renamed to the run's numbering, old states pruned
+        notes = extras.finish() if extras is not None else []
         produced = _files_produced(plan, started)
         status = _status(result, produced, plan, error)
+        if extras is not None:
+            notes += extras.mark(status)
+        if result is not None:
+            result.warnings.extend(notes)
         if status == "no_output" and result is not None:
             result.failure_kind = "no_output"
             result.failure_hint = ("musubi exited 0 but wrote no output; check run.log for 'found 0 images' "

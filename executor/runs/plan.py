@@ -100,7 +100,11 @@ class PlanSpec:
         options = dict(self.options or {})
         for key in _PATH_OPTIONS:
             if key in options:
-                options[key] = absolute(options[key])
+                value = absolute(options[key])
+                # resume may also name a run by its id (a folder name, not a path here)
+                keep = key == "resume" and isinstance(value, str) and not os.path.exists(value) \
+                    and not os.path.isabs(os.path.expanduser(str(options[key])))
+                options[key] = options[key] if keep else value
         if isinstance(options.get("base_weights"), list):
             options["base_weights"] = [absolute(v) for v in options["base_weights"]]
         self.options = options
@@ -129,6 +133,10 @@ class Plan:
     cache_patterns: list[tuple[str, str]] = field(default_factory=list)
     timeout: Optional[float] = None
     stall_timeout: Optional[float] = None
+    # training: what the state record keeps about the run (``saves.TrainSaves``), and the
+    # continuation of an earlier run it is (``continuation.Continuation``), if any
+    record: Optional[dict[str, Any]] = None
+    continuation: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON ``python -m executor plan`` prints (environment secrets redacted)."""
@@ -142,6 +150,7 @@ class Plan:
             "dataset_config": self.dataset_config, "run_dir": self.run_dir,
             "expected_outputs": self.expected_outputs,
             "warnings": [p.to_dict() for p in self.warnings],
+            **({"continues": self.continuation.link()} if self.continuation is not None else {}),
         }
 
 
@@ -190,6 +199,18 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
 
     options = dict(spec.options or {})
     overwrite = bool(spec.overwrite) or bool(options.pop("overwrite", False))
+    keep_states = options.pop("keep_states", None)
+    # resume names a state the pack recorded (resume.lookup_source); what musubi gets is a
+    # verified copy of it, added to the command below with what is left of the run's plan
+    resume_value = options.pop("resume", None) if spec.step == cat.TRAIN else None
+    source: Any = None
+    if resume_value not in (None, ""):
+        from .resume import ResumeRefused, lookup_source
+
+        try:
+            source = lookup_source(str(resume_value))
+        except ResumeRefused as exc:
+            problems.append(Problem("options.resume", exc.message, exc.hint))
     if spec.run_dir:
         run_dir = os.path.abspath(os.path.expanduser(spec.run_dir))
         if os.path.exists(run_dir):
@@ -233,6 +254,13 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
                               output_name=spec.output_name)
     except SetupError as exc:
         build_error = exc
+    record: Optional[dict[str, Any]] = None
+    continuation: Any = None
+    if spec.step == cat.TRAIN and build_error is None:
+        record = _train_record(spec, arch, selectors, options, args, dataset, launcher, keep_states)
+        if source is not None:
+            args, continuation = _continue(source, spec, record, run_dir, selectors, dataset_path, options,
+                                           problems)
     command_flags = [a.partition("=")[0] for a in args if a.startswith("--")]
 
     report = probe_report
@@ -296,7 +324,62 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
                 dataset_text=dataset_text,
                 cache_patterns=patterns,
                 timeout=getattr(settings, "command_timeout", 0) or None,
-                stall_timeout=getattr(settings, "stall_timeout", 0) or None)
+                stall_timeout=getattr(settings, "stall_timeout", 0) or None,
+                record=record, continuation=continuation)
+
+
+def _train_record(spec: PlanSpec, arch: Any, selectors: Mapping[str, Any], options: Mapping[str, Any],
+                  args: Sequence[str], dataset: Optional[DatasetConfig], launcher: str,
+                  keep_states: Any) -> dict[str, Any]:
+    """What the state record keeps about a training run: enough to check and rebuild a
+    continuation from the record alone (the dataset as canonical TOML, the spec, the args)."""
+    import hashlib
+    import shlex
+
+    from .continuation import parse_args
+
+    toml = render_toml(dataset) if dataset is not None and dataset.ok else None
+    processes = int((spec.accelerate or {}).get("num_processes") or 1) if launcher == "accelerate" else 1
+    try:
+        tokens = list(spec.extra_args) if isinstance(spec.extra_args, list) else shlex.split(spec.extra_args or "")
+    except ValueError:  # pre-flight reports unclosed quotes
+        tokens = []
+    extra = [t.partition("=")[0] for t in tokens if isinstance(t, str) and t.startswith("--")]
+    return {
+        "architecture": arch.id,
+        "selectors": {k: str(v) for k, v in arch.resolve_selectors(selectors).items()},
+        "dataset_digest": hashlib.sha256(toml.encode("utf-8")).hexdigest() if toml else None,
+        "dataset_toml": toml, "processes": processes, "args": parse_args(args), "extra_flags": extra,
+        "keep_states": keep_states,
+        "spec": {"architecture": arch.id, "models": dict(spec.models or {}), "selectors": dict(selectors),
+                 "options": {**options, **({"keep_states": keep_states} if keep_states else {})},
+                 "extra_args": spec.extra_args, "output_name": spec.output_name,
+                 "accelerate": dict(spec.accelerate or {}), "launcher": launcher, "name": spec.name},
+    }
+
+
+def _continue(source: Any, spec: PlanSpec, record: dict[str, Any], run_dir: str, selectors: Mapping[str, Any],
+              dataset_path: Optional[str], options: Mapping[str, Any], problems: list[Problem]) -> tuple[list[str], Any]:
+    """The command line of a continuation of ``source`` (run, state): the run's own output
+    name for musubi, what is left of the plan, the schedule, and ``--resume`` the copy."""
+    from ..musubi import catalogue as cat
+    from .continuation import parse_args
+    from .resume import ResumeRefused, plan_continuation
+
+    run, state = source
+    try:
+        cont, overrides = plan_continuation(run, state, new=record, output_name=spec.output_name or "lora",
+                                            run_dir=run_dir)
+    except ResumeRefused as exc:
+        problems.append(Problem("options.resume", exc.message, exc.hint))
+        return [], None
+    args = cat.build_args(spec.architecture, spec.step, dataset_config=dataset_path, models=spec.models,
+                          selectors=selectors, options={**options, **overrides}, output_dir=spec.output_dir,
+                          output_name=cont.raw_name) + ["--resume", cont.staging]
+    problems.extend(Problem("options.resume", note, "", WARNING) for note in cont.notes)
+    record["args"] = parse_args(args)
+    record["origin_args"] = cont.origin_args
+    return args, cont
 
 
 def _unique_dirs(dirs: Sequence[str]) -> list[str]:
