@@ -3,6 +3,8 @@
     python -m executor run [--timeout S] [--stall-timeout S] [--log FILE] -- ARGV...
     python -m executor check [--json]
     python -m executor plan SPEC.json [--run] [--runs-dir DIR]
+    python -m executor resume RUN_DIR [--dry-run] | resume --list
+    python -m executor trust-state STATE_DIR
 
 Each subcommand's work lives beside the code it exercises (``process.cli_run``,
 ``probe.cli_check``, ``plan.cli_plan``); this module only parses arguments.
@@ -36,6 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("spec", help="path of the JSON spec")
     plan.add_argument("--run", action="store_true", help="also run the plan and print its events")
     plan.add_argument("--runs-dir", default=None, help="where run folders are created")
+
+    resume = sub.add_parser("resume", allow_abbrev=False,
+                            help="continue a stopped training run from its newest saved state, in a new run folder")
+    resume.add_argument("run", nargs="?", help="the run folder (or its id) to continue")
+    resume.add_argument("--dry-run", action="store_true", help="print the continuation's plan; run nothing")
+    resume.add_argument("--list", action="store_true", help="list the runs that can be continued (JSON)")
+
+    trust = sub.add_parser("trust-state", allow_abbrev=False,
+                           help="register a training state folder made outside this pack, so resume may load it "
+                                "(it unpickles the files: only a state you trust)")
+    trust.add_argument("folder", help="the state folder (with random_states_0.pkl)")
     return parser
 
 
@@ -52,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from .setup.probe import cli_check
         return cli_check(args)
+    if args.command == "resume":
+        from .runs.resume_cli import cli_resume
+        return cli_resume(args)
+    if args.command == "trust-state":
+        from .runs.resume_cli import cli_trust_state
+        return cli_trust_state(args)
     from .runs.cli import cli_plan
     return cli_plan(args)
 

@@ -75,6 +75,15 @@ def can_continue(registry: Registry, run: dict[str, Any]) -> tuple[Optional[dict
     return state, ""
 
 
+def _continued_by(registry: Registry, run: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """A continuation of ``run`` that saved a state of its own or is running, if any."""
+    for other in registry.runs():
+        if other.get("parent") == run["run_dir"] and (newest_state(registry, other) is not None
+                                                      or is_live(other["run_dir"])):
+            return other
+    return None
+
+
 def continuable_runs(registry: Optional[Registry] = None) -> list[dict[str, Any]]:
     """Runs that can be continued, newest first: each with its newest complete state. A run
     one of whose continuations saved a state of its own is represented by that continuation."""
@@ -159,6 +168,11 @@ def lookup_source(value: str, registry: Optional[Registry] = None, *,
         run = found[0]
     if finish:
         _finish_numbering(registry, run)
+    child = _continued_by(registry, run)
+    if child is not None:
+        raise ResumeRefused(f"the run {run['run_id']} was already continued by {child['run_id']}",
+                            hint=f"continue {child['run_id']} instead (it is the newer part of this run); to "
+                                 "branch off an earlier state on purpose, give that state folder's path")
     state, why = can_continue(registry, run)
     if state is None:
         raise ResumeRefused(f"the run {run['run_id']} cannot be continued: {why}", hint=PICK_HINT)
