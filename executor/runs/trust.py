@@ -59,10 +59,12 @@ class Registry:
 
     @contextlib.contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        folder = os.path.dirname(self.path)
-        if not os.path.isdir(folder):
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        target = self.path
+        if not write and not os.path.exists(target):
+            target = ":memory:"  # nothing recorded yet: reading creates no file
+        elif write and not os.path.isdir(os.path.dirname(target)):
+            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+        conn = sqlite3.connect(target, timeout=30, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 30000")
