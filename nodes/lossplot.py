@@ -19,6 +19,7 @@ GRID = (58, 58, 58)
 TEXT = (214, 214, 214)
 MUTED = (150, 150, 150)
 RAW = (96, 160, 255)
+RESUMED = (230, 90, 200)
 SMOOTH = (255, 170, 60)
 EPOCH = (110, 210, 110)
 
@@ -158,12 +159,13 @@ def _dashed_vline(draw: Any, x: float, top: float, bottom: float, fill: tuple, w
 
 
 def render(points: Sequence[dict[str, Any]], width: int = WIDTH, height: int = HEIGHT, *,
-           title: Optional[str] = None, total: Optional[int] = None, message: str = "") -> Any:
+           title: Optional[str] = None, total: Optional[int] = None, message: str = "",
+           resumed: Sequence[int] = ()) -> Any:
     """The loss curve as an RGB ``PIL.Image`` of ``width`` x ``height``.
 
     ``points`` are loss-history points (``step``, ``avr_loss``, ``epoch``); ``total`` widens
     the x axis to the planned steps while training runs; ``message`` is shown when there is
-    no point yet.
+    no point yet; ``resumed`` are the steps where a stopped run was continued (marked).
     """
     from PIL import Image, ImageDraw
 
@@ -204,6 +206,12 @@ def render(points: Sequence[dict[str, Any]], width: int = WIDTH, height: int = H
         x = X(x_step)
         _dashed_vline(draw, x, box.top * s, box.bottom * s, EPOCH, max(2, round(2 * unit)) * s, 6 * s)
         draw.text((x + 4 * s, box.top * s + 4 * s), f"epoch {epoch}", fill=EPOCH, font=small, anchor="la")
+
+    for step in resumed:
+        if box.x_min <= step <= box.x_max:
+            x = X(step + 0.5)  # between the last step before the stop and the first one after
+            draw.line([(x, box.top * s), (x, box.bottom * s)], fill=RESUMED, width=max(2, round(2 * unit)) * s)
+            draw.text((x - 4 * s, box.bottom * s - 4 * s), f"resumed @ {step}", fill=RESUMED, font=small, anchor="rd")
 
     if data:
         radius = (2.5 if len(data) < 400 else 1.2) * unit * s

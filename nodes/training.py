@@ -10,6 +10,7 @@ import shlex
 from typing import Any, Mapping, Optional
 
 from . import delivery, host
+from . import resume as resuming
 from .deferred import catalogue
 from .errors import MusubiTunerError, error_type, reported, user_error
 from .fingerprint import OUTPUTS, digest
@@ -60,7 +61,8 @@ def _opt(kind: Any, default: Any, tooltip: str, **extra: Any) -> tuple[Any, dict
 
 
 def train_inputs() -> dict[str, Any]:
-    loras = [NONE] + host.model_files("loras")
+    # only .safetensors: other LoRA formats are pickles, which loading would run
+    loras = [NONE] + [n for n in host.model_files("loras") if n.lower().endswith(".safetensors")]
     return {
         "required": {
             "dataset": (DATASET_TYPE, {"tooltip": "The dataset, after Cache Latents and Cache Text Encoder."}),
@@ -125,10 +127,9 @@ def train_inputs() -> dict[str, Any]:
             "sample_prompts_file": _opt("STRING", "", "A prompt file musubi reads (.txt with one prompt per line, "
                                         ".toml or .json) instead of the sample_prompts text; a relative path is "
                                         "in ComfyUI's input folder."),
-            "initial_weights": _opt(loras, NONE, "Start from an existing LoRA's weights (from models/loras); "
-                                    "a fresh optimizer."),
-            "resume": _opt("STRING", "", "Resume from a saved training state folder (…-state) of an earlier run: "
-                           "weights, optimizer and schedule. Empty = start fresh."),
+            "initial_weights": _opt(loras, NONE, "Start from an existing LoRA's weights (a .safetensors file "
+                                    "from models/loras); a fresh optimizer."),
+            "resume": _opt(resuming.choices(), resuming.NONE, resuming.RESUME_TOOLTIP),
             "launcher": _opt(LAUNCHERS, "accelerate", "accelerate launch (recommended by musubi; needed for "
                              "several GPUs) or plain python (one process)."),
             "num_processes": _opt("INT", 1, "accelerate: processes (GPUs) to train on.", min=1, max=64),
@@ -138,6 +139,9 @@ def train_inputs() -> dict[str, Any]:
                                multiline=True),
             "dry_run": _opt("BOOLEAN", False, "Only check the inputs and show the exact command on the node "
                             "(and in the prompt's history); nothing is launched."),
+            "save_state": _opt("BOOLEAN", True, resuming.SAVE_STATE_TOOLTIP),
+            "save_every_n_steps": _opt("INT", 0, resuming.SAVE_STEPS_TOOLTIP, min=0, max=100000000),
+            "keep_states": _opt("INT", 2, resuming.KEEP_TOOLTIP, min=1, max=1000),
         },
         "hidden": {"unique_id": "UNIQUE_ID"},
     }
@@ -180,6 +184,8 @@ def train_options(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, 
         opts["max_train_epochs"] = _positive(inputs.get("max_train_epochs"))
     save = inputs.get("save_every_n_epochs", 1)
     opts["save_every_n_epochs"] = save if save and save > 0 else None
+    opts["save_every_n_steps"] = _positive(inputs.get("save_every_n_steps"))
+    opts["save_state"] = bool(inputs.get("save_state", True)) or None
     if "gradient_checkpointing" in inputs:
         opts["gradient_checkpointing"] = bool(inputs["gradient_checkpointing"])
     fp8 = _chosen(inputs.get("fp8"))
@@ -188,13 +194,14 @@ def train_options(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, 
         opts["fp8_scaled"] = fp8 == "fp8_base + fp8_scaled"
     weights = inputs.get("initial_weights")
     if weights and weights != NONE:
-        path = host.model_path("loras", weights)
+        path = host.model_path("loras", weights) if str(weights).lower().endswith(".safetensors") else None
         if path is None:
-            raise user_error(f"initial_weights {weights!r} is not in models/loras", "pick a listed LoRA")
+            raise user_error(f"initial_weights {weights!r} is not a .safetensors LoRA in models/loras",
+                             "pick a listed LoRA (other formats are pickles, which are never loaded)")
         opts["network_weights"] = path
-    resume = (inputs.get("resume") or "").strip()
+    resume = resuming.chosen(inputs.get("resume"))
     if resume:
-        opts["resume"] = host.resolve_user_path(resume)
+        opts["resume"] = resume
     accelerate: dict[str, Any] = {}
     if inputs.get("num_processes", 1) and inputs.get("num_processes", 1) > 1:
         accelerate["num_processes"] = int(inputs["num_processes"])
@@ -254,15 +261,18 @@ class MusubiTrainLoRA:
         return train_inputs()
 
     @classmethod
-    def VALIDATE_INPUTS(cls, output_name: Optional[str] = None, optimizer_custom: Optional[str] = None) -> Any:
+    def VALIDATE_INPUTS(cls, output_name: Optional[str] = None, optimizer_custom: Optional[str] = None,
+                        resume: Optional[str] = None) -> Any:
         # Refused when queued (HTTP 400): a name that is no file name on every OS, or that would
-        # leave the run folder; an optimizer that is no class. Wired values arrive as None here
-        # and are checked when the node runs.
+        # leave the run folder; an optimizer that is no class; a resume that is no recorded run
+        # or state (naming resume here replaces ComfyUI's "not in list" with the reason). Wired
+        # values arrive as None here and are checked when the node runs.
         from . import guards
 
         found = [p for p in (guards.labelled("output_name", guards.output_name_problem(output_name))
                              if output_name is not None else None,
-                             guards.optimizer_problem(optimizer_custom) if optimizer_custom is not None else None)
+                             guards.optimizer_problem(optimizer_custom) if optimizer_custom is not None else None,
+                             resuming.problem(resume))
                  if p]
         return True if not found else "; ".join(found)
 
@@ -281,6 +291,7 @@ class MusubiTrainLoRA:
         # "../../x" into "x".
         problem = (guards.output_name_problem(output_name)
                    or guards.optimizer_problem(inputs.get("optimizer_custom") or ""))
+        problem = problem or resuming.problem(inputs.get("resume"))
         if problem:
             raise user_error(problem, "change the input named above; nothing was run")
         check_wires(dataset, models)
@@ -294,12 +305,13 @@ class MusubiTrainLoRA:
         if precision:
             accelerate["mixed_precision"] = precision
         options, ignored = accepted_options(arch, catalogue.TRAIN, options, models.selectors)
+        options["keep_states"] = int(inputs.get("keep_states") or 2)  # the pack's own; make_plan takes it
         if options.get("max_train_steps"):
             # musubi lets --max_train_epochs override --max_train_steps: unset the
             # recommended epoch count when steps are given.
             options["max_train_epochs"] = None
         notes = [f"{n} is not used by {arch.display_name}'s training script; ignored" for n in ignored]
-        notes += sample_notes
+        notes += sample_notes + resuming.save_notes(options)
         dry_run = bool(inputs.get("dry_run"))
         launcher = inputs.get("launcher") or "accelerate"
         plan_args = dict(step=catalogue.TRAIN, dataset=dataset, models=models, options=options, label=name,
@@ -317,7 +329,7 @@ class MusubiTrainLoRA:
                              "caches may not exist yet")
             with reported(fail_text):
                 plan = plan_step(**plan_args)
-            text = dry_run_text(plan, arch, notes)
+            text = dry_run_text(plan, arch, resuming.note_lines(plan) + notes)
             host.send_text(text, unique_id)
             from . import watch
             from .lossplot import render
@@ -334,7 +346,9 @@ class MusubiTrainLoRA:
         from . import watch
 
         # musubi writes samples to <output_dir>/sample; the output folder is the run folder
-        reporter.watch = watch.TrainWatch(plan.run_dir)
+        reporter.watch = watch.TrainWatch(plan.run_dir, marks=resuming.marks(plan))
+        resuming.seed_curve(reporter, plan)
+        notes = resuming.note_lines(plan) + notes
         result = run_plan(plan, reporter)
         reporter.watch = None
         trained = os.path.join(plan.run_dir, f"{name}.safetensors")

@@ -33,12 +33,14 @@ class TrainWatch:
                  sample_hold: float = 20.0, settle: float = 0.5, tries: int = 10,
                  load: Optional[Callable[[str], Any]] = None,
                  render: Optional[Callable[[Sequence[dict], Optional[int]], Any]] = None,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 marks: Sequence[int] = ()) -> None:
         self.output_dir = output_dir
         self.sample_poll, self.curve_every, self.sample_hold = sample_poll, curve_every, sample_hold
         self.settle, self.tries = settle, tries
         self._load = load or load_image
         self._render = render or render_curve
+        self.marks = list(marks)  # steps where a continued run was resumed
         self._clock, self._wall = clock, wall
         self.latest_sample: Optional[str] = None  # file name of the newest sample shown
         self.samples_shown = 0
@@ -63,7 +65,7 @@ class TrainWatch:
             return
         if self._last_curve is not None and now - self._last_curve < self.curve_every:
             return
-        image = _quietly(self._render, points, reporter.total)
+        image = _quietly(self._render, points, reporter.total, *([self.marks] if self.marks else []))
         self._last_curve = now  # also after a failed drawing: do not retry at every frame
         if image is not None and reporter.send_preview(image):
             self._curve_points = len(points)
@@ -104,10 +106,10 @@ def _quietly(function: Callable[..., Any], *args: Any) -> Any:
         return None
 
 
-def render_curve(points: Sequence[dict], total: Optional[int] = None) -> Any:
+def render_curve(points: Sequence[dict], total: Optional[int] = None, marks: Sequence[int] = ()) -> Any:
     from .lossplot import render
 
-    return render(points, total=total, message="waiting for the first loss value")
+    return render(points, total=total, message="waiting for the first loss value", resumed=marks)
 
 
 def load_image(path: str) -> Any:
@@ -160,8 +162,10 @@ def final_curve(run_dir: str, message: str = "no loss value was reported") -> tu
     folder; returns (PIL image, saved path or None)."""
     from .lossplot import render
 
+    from .resume import resume_points
+
     points = read_history(os.path.join(run_dir, LOSS_FILE))
-    image = render(points, message=message)
+    image = render(points, message=message, resumed=resume_points(run_dir))
     path: Optional[str] = os.path.join(run_dir, CURVE_FILE)
     try:
         image.save(path)
