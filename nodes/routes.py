@@ -83,7 +83,27 @@ def run_report(runs_dir: str, run_id: str, since: int = 0, history: bool = True)
     folder = run_folder(runs_dir, run_id)
     if folder is None:
         return 404, {"error": f"no run {run_id}"}
-    return 200, run_status(folder, since=since, history=history)
+    body = run_status(folder, since=since, history=history)
+    body["can_continue"], body["continue_note"] = continue_info(folder, body.get("kind"))
+    return 200, body
+
+
+def continue_info(run_dir: str, kind: Any) -> tuple[bool, str]:
+    """Whether the Train node (resume = this run's id) can continue the run, and why not."""
+    if kind != "train":
+        return False, "only training runs are continued"
+    try:
+        from ..executor.runs.resume import can_continue
+        from ..executor.runs.trust import Registry
+
+        registry = Registry()
+        run = registry.run(run_dir)
+        if run is None:
+            return False, "the pack has no record of this run's training states"
+        state, why = can_continue(registry, run)
+    except Exception as exc:  # noqa: BLE001 - a status route answers even when the record is unreadable
+        return False, f"the record of training states could not be read: {exc}"
+    return state is not None, why
 
 
 def runs_listing(runs_dir: str, limit: int = 50) -> dict[str, Any]:

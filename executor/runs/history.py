@@ -218,8 +218,9 @@ def run_status(run_dir: str, *, since: int = 0, history: bool = True) -> dict[st
     ...), else ``running`` while the run's process holds the folder's lock, else
     ``incomplete`` (it ended without a result: killed, or the machine stopped). Also the
     latest progress from the loss history, the history itself (points after ``since``),
-    the sample files and result.json."""
-    from .folders import LOCK_NAME, PLAN_FILE, RESULT_FILE
+    the sample files and result.json; for a continuation, ``parent_run`` and the
+    ``resume_points`` (steps) of its curve."""
+    from .folders import LOCK_NAME, PLAN_FILE, RESULT_FILE, RESUME_FILE
     from .locks import lock_is_live, read_lock
 
     result = _read_json(os.path.join(run_dir, RESULT_FILE))
@@ -247,6 +248,10 @@ def run_status(run_dir: str, *, since: int = 0, history: bool = True) -> dict[st
         "samples": [os.path.basename(p) for p in samples],
         "result": result,
     }
+    link = _read_json(os.path.join(run_dir, RESUME_FILE))
+    if link is not None:  # a continuation: its curve starts with its parent's; mark where it resumed
+        out["parent_run"] = link.get("parent_run")
+        out["resume_points"] = [p for p in link.get("resume_points") or [] if isinstance(p, int)]
     if history:
         out["history"] = [p for p in points if p["step"] > since]
     return out
