@@ -106,8 +106,11 @@ BAD_INPUTS: dict[str, tuple[str, str]] = {
     "extra_shell_chain": ("extra_args = '--max_grad_norm 1; touch /tmp/pwned'", "execution_error"),
     "extra_nul": ("extra_args with a NUL byte", "execution_error"),
     "extra_unclosed_quote": ("extra_args = '--metadata_title \"open'", "execution_error"),
-    "resume_is_file": ("resume = a file, not a state folder", "execution_error"),
-    "resume_dash_missing": ("resume = '-x'", "execution_error"),
+    "resume_is_file": ("resume = a file's path instead of a run from the list", "http_400"),
+    "resume_dash_missing": ("resume = '-x'", "http_400"),
+    "resume_planted_state": ("resume = a complete-looking state folder in input/ (where /upload/image writes)",
+                             "http_400"),
+    "initial_weights_pickle": ("initial_weights = a .pt LoRA in models/loras (a pickle)", "http_400"),
     "optimizer_custom_stdlib": ("optimizer_custom = 'os.system'", "http_400"),
     "optimizer_custom_garbage": ("optimizer_custom = 'x; rm -rf /'", "http_400"),
     "optimizer_args_unclosed": ("optimizer_args = 'betas=\"(0.9'", "execution_error"),
@@ -144,6 +147,9 @@ SECURITY: dict[str, str] = {
     "writes_stay_in_roots": "a full run writes only under ComfyUI's output/input folders and models/loras/musubi-tuner",
     "no_eval_exec": "no eval/exec/compile in the pack (AST) and ruff S102,S307,E702 is clean",
     "no_runtime_install": "no subprocess call installs anything (no pip/ensurepip/uv); no shell; argv lists only",
+    "only_recorded_states": "resume loads only training states the pack recorded as musubi wrote them (path, "
+                            "per-file SHA-256, run, in the pack's data folder), through a verified private copy; a "
+                            "state planted or changed through ComfyUI's upload route is refused before launch",
     "secrets_never_shown": "HF_TOKEN / WANDB_API_KEY / *SECRET* values never appear in command.txt, plan.json, "
                            "result.json, run.log, progress text, errors or history",
 }

@@ -72,6 +72,14 @@ class Ctx:
                 "2": self.hard.models_node(),
                 "3": {"class_type": "MusubiCacheLatents", "inputs": {"dataset": ["1", 0], "models": ["2", 0]}}}
 
+    def planted_state(self) -> Path:
+        """A complete-looking training state in input/, where any client can write through /upload/image."""
+        folder = self.base / "input" / "b_planted-000003-state"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
+            (folder / name).write_bytes(b"cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
+        return folder
+
     def toml(self, name: str, text: str) -> str:
         self.tomls.mkdir(parents=True, exist_ok=True)
         path = self.tomls / f"{name}.toml"
@@ -168,8 +176,12 @@ CASES: dict[str, Case] = {
     "extra_nul": (lambda c: c.train(extra_args="--max_grad_norm 1\x00"), r"NUL"),
     "extra_unclosed_quote": (lambda c: c.train(extra_args='--metadata_title "open'), r"close the open quote"),
     # --- MusubiTrainLoRA, other inputs
-    "resume_is_file": (lambda c: c.train(resume=str(c.state_file)), r"is a file; resume needs the state folder"),
-    "resume_dash_missing": (lambda c: c.train(resume="-x"), r"state folder not found"),
+    "resume_is_file": (lambda c: c.train(resume=str(c.state_file)),
+                       r"is not a training state or run this pack recorded.*resume list"),
+    "resume_dash_missing": (lambda c: c.train(resume="-x"), r"there is no run '-x'"),
+    "resume_planted_state": (lambda c: c.train(resume=str(c.planted_state())),
+                             r"is not a training state or run this pack recorded.*trust-state"),
+    "initial_weights_pickle": (lambda c: c.train(initial_weights="p_lora.pt"), r"not in"),
     "optimizer_custom_stdlib": (lambda c: c.train(optimizer_custom="os.system"), r"standard library"),
     "optimizer_custom_garbage": (lambda c: c.train(optimizer_custom="x; rm -rf /"), r"optimizer_custom"),
     "optimizer_args_unclosed": (lambda c: c.train(optimizer_args='betas="(0.9'), r"optimizer_args"),
@@ -211,6 +223,7 @@ def ctx(hard_server: Any, hard_fake: Any, tmp_path_factory: pytest.TempPathFacto
     c.state_file.write_bytes(b"not a training state")
     hard.loras_dir.mkdir(parents=True, exist_ok=True)
     (hard.loras_dir / "b_lora.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    (hard.loras_dir / "p_lora.pt").write_bytes(b"\x80\x04K\x01.")  # a pickle: never offered
     return c
 
 

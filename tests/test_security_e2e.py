@@ -35,8 +35,7 @@ pytest_plugins = ["hardening", "hardening_e2e"]
 
 # Every free-text input of the pack, by what it is. A new one fails the test until it is placed here.
 READ_PATHS = {("MusubiDatasetConfig", "directory"), ("MusubiDatasetConfig", "control_directory"),
-              ("MusubiLoadDatasetConfig", "path"), ("MusubiTrainLoRA", "resume"),
-              ("MusubiTrainLoRA", "sample_prompts_file")}
+              ("MusubiLoadDatasetConfig", "path"), ("MusubiTrainLoRA", "sample_prompts_file")}
 WRITE_PATHS = {("MusubiDatasetConfig", "cache_directory")}  # must stay inside the write roots
 NAMES = {("MusubiTrainLoRA", "output_name")}  # a file name, never a path
 DATA = {("MusubiDatasetConfig", "caption_extension"), ("MusubiDatasetConfig", "target_frames"),
@@ -102,7 +101,7 @@ def test_a_workflow_pointing_every_text_input_at_a_decoy_runs_only_the_configure
     media = decoy["root"] / "images"
     (hard.base / "input" / images).rename(media)
     values = f"python={decoy['python']} root={decoy['root']} venv={decoy['venv']}"
-    prompt = hard.workflow(str(media), output_name="venv", resume=str(decoy["state"]),
+    prompt = hard.workflow(str(media), output_name="venv",
                            extra_args=f"--metadata_title {json.dumps(values)} "
                                       f"--metadata_description {json.dumps(str(decoy['python']))}",
                            optimizer_args="weight_decay=0.01", gpu_ids="0")
