@@ -53,11 +53,11 @@ def chosen(value: Any) -> Optional[str]:
 def data_dir_problem() -> Optional[str]:
     """The record of states must not lie where ComfyUI's clients can write: its input, output,
     temp or user folders (a MUSUBI_TUNER_NODES_DATA_DIR set there)."""
-    from ..executor.runs.folders import data_dir
+    from ..executor.runs.folders import default_data_dir
 
     import folder_paths
 
-    folder = os.path.realpath(data_dir())
+    folder = os.path.realpath(default_data_dir())
     served = [folder_paths.get_input_directory(), folder_paths.get_output_directory(),
               folder_paths.get_temp_directory()]
     getter = getattr(folder_paths, "get_user_directory", None)

@@ -10,8 +10,8 @@ import threading
 import time
 from typing import Mapping, Optional
 
-__all__ = ["LOCK_NAME", "RESULT_FILE", "COMMAND_FILE", "LOG_FILE", "PLAN_FILE", "RESUME_FILE", "DATA_DIR_ENV",
-           "data_dir", "default_runs_dir", "unique_run_dir"]
+__all__ = ["LOCK_NAME", "RESULT_FILE", "COMMAND_FILE", "LOG_FILE", "PLAN_FILE", "RESUME_FILE", "default_runs_dir",
+           "default_data_dir", "unique_run_dir", "ENV_DATA_DIR"]
 
 
 LOCK_NAME = ".musubi-tuner-nodes.lock"
@@ -19,31 +19,35 @@ RESULT_FILE = "result.json"
 COMMAND_FILE = "command.txt"
 LOG_FILE = "run.log"
 PLAN_FILE = "plan.json"
-RESUME_FILE = "resume.json"  # a continuation's link to the run it continues (for people; the pack trusts data_dir)
-DATA_DIR_ENV = "MUSUBI_TUNER_NODES_DATA_DIR"
+RESUME_FILE = "resume.json"  # a continuation's link to the run it continues (for people; the pack trusts its data dir)
+ENV_DATA_DIR = "MUSUBI_TUNER_NODES_DATA_DIR"
 
 
-def data_dir(environ: Optional[Mapping[str, str]] = None) -> str:
-    """The pack's per-user data folder, outside every folder ComfyUI serves or lets clients
-    upload into: ``$MUSUBI_TUNER_NODES_DATA_DIR`` if set, else ``%LOCALAPPDATA%\\musubi-tuner-nodes``,
-    ``$XDG_DATA_HOME/musubi-tuner-nodes`` or ``~/.local/share/musubi-tuner-nodes``. It holds
-    what the pack must be able to trust (the record of training states, the job store)."""
+def default_runs_dir(environ: Optional[Mapping[str, str]] = None) -> str:
+    """Where run folders go when nobody says: the per-user data folder
+    (``%LOCALAPPDATA%\\musubi-tuner-nodes\\runs``, ``$XDG_DATA_HOME/musubi-tuner-nodes/runs``,
+    else ``~/.local/share/musubi-tuner-nodes/runs``). ComfyUI passes its own output folder."""
+    return os.path.join(_user_data_dir(os.environ if environ is None else environ), "runs")
+
+
+def default_data_dir(environ: Optional[Mapping[str, str]] = None) -> str:
+    """The pack's own data (the background job store, jobs.db): ``$MUSUBI_TUNER_NODES_DATA_DIR``
+    if set, else the per-user data folder that also holds ``runs``. One per user, not per
+    ComfyUI: every ComfyUI of the user shares the GPUs, so they share one job queue."""
     env = os.environ if environ is None else environ
-    explicit = env.get(DATA_DIR_ENV, "").strip()
+    explicit = env.get(ENV_DATA_DIR, "").strip()
     if explicit:
         return os.path.abspath(os.path.expanduser(explicit))
+    return _user_data_dir(env)
+
+
+def _user_data_dir(env: Mapping[str, str]) -> str:
     if os.name == "nt":
         base = env.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
     else:
         xdg = env.get("XDG_DATA_HOME", "")
         base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "musubi-tuner-nodes")
-
-
-def default_runs_dir(environ: Optional[Mapping[str, str]] = None) -> str:
-    """Where run folders go when nobody says: ``<data_dir>/runs``. ComfyUI passes its own
-    output folder."""
-    return os.path.join(data_dir(environ), "runs")
 
 
 def _run_name(step: str, label: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from ..errors import ConfigError
 from .continuation import RAW_SUFFIX, Continuation, first, parse_args, remaining_options, schedule_options
-from .folders import data_dir
+from .folders import default_data_dir
 from .states import FINAL, MARKER
 from .trust import Registry
 
@@ -286,7 +286,7 @@ def compare_runs(origin: dict[str, Any], new: dict[str, Any]) -> tuple[list[str]
 
 def staging_dir(run_dir: str, state_path: str) -> str:
     """Where the verified copy of the state goes for this run: inside the pack's data folder."""
-    return os.path.join(data_dir(), "staging", os.path.basename(os.path.normpath(run_dir)),
+    return os.path.join(default_data_dir(), "staging", os.path.basename(os.path.normpath(run_dir)),
                         os.path.basename(os.path.normpath(state_path)))
 
 

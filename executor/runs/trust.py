@@ -1,7 +1,7 @@
 """The record of training states the pack itself saw musubi write, so ``--resume`` (which makes
 accelerate unpickle files) only ever loads those: ``<data dir>/states.db`` (SQLite, standard library).
 
-The data folder is the pack's per-user folder (``folders.data_dir``), outside ComfyUI's input,
+The data folder is the pack's per-user folder (``folders.default_data_dir``), outside ComfyUI's input,
 output and user folders, so no ComfyUI route can write it; the state folders themselves usually sit
 in ComfyUI's output folder, which clients can upload into, hence the per-file SHA-256 checked
 again when a state is used. Two tables:
@@ -25,7 +25,7 @@ import sqlite3
 import time
 from typing import Any, Iterator, Optional
 
-from .folders import data_dir
+from .folders import default_data_dir
 
 __all__ = ["REGISTRY_FILE", "Registry", "path_key", "registry_path"]
 
@@ -42,7 +42,7 @@ _SCHEMA = (
 
 
 def registry_path(environ: Any = None) -> str:
-    return os.path.join(data_dir(environ), REGISTRY_FILE)
+    return os.path.join(default_data_dir(environ), REGISTRY_FILE)
 
 
 def path_key(path: str) -> str:
