@@ -228,7 +228,9 @@ class StepReporter:
     # --- internals -----------------------------------------------------------------------
 
     def _set_phase(self, name: str, detail: str = "") -> bool:
-        changed = name != self.phase
+        # a new detail in the same phase (the LoRA's save after the state's) is shown at once
+        # too: musubi may say nothing more while it writes
+        changed = name != self.phase or bool(detail and detail != self.detail)
         self.phase = name
         self.detail = detail
         return changed
