@@ -16,7 +16,7 @@ import re
 import threading
 from typing import Any, Optional
 
-from .states import EPOCH, FINAL, STEP, hash_files, is_complete, parse_state_name, remove_state, state_folders
+from .states import EPOCH, FINAL, MARKER, STEP, hash_files, is_complete, parse_state_name, remove_state, state_folders
 from .trust import Registry, path_key
 
 __all__ = ["TrainSaves", "renumber", "DEFAULT_KEEP"]
@@ -86,7 +86,7 @@ class TrainSaves:
     def close(self) -> list[str]:
         """The run ended: record what is left, give a continuation's files the run's numbering,
         and prune. Returns notes for the user (files that kept musubi's name)."""
-        self._scan()
+        self._scan(ended=True)
         self._queue.put(None)
         if self._worker is not None:
             self._worker.join()
@@ -138,10 +138,19 @@ class TrainSaves:
             self.recorded.add(key)
         self._queue.put(folder)
 
-    def _scan(self) -> None:
+    def _scan(self, ended: bool = False) -> None:
+        """Offer the complete states not recorded yet. While musubi runs, the newest one may be
+        the save in progress (its last file half written): it is recorded when musubi says it
+        is written (``Random states saved in``), or once a newer save started, or at the end."""
+        found = []
         for state in state_folders(self.output_dir, self.musubi_name):
-            if is_complete(state.path):
-                self._offer(state.path)
+            try:
+                found.append((os.stat(os.path.join(state.path, MARKER)).st_mtime_ns, state.path))
+            except OSError:
+                continue
+        found.sort()
+        for _, path in found if ended else found[:-1]:
+            self._offer(path)
 
     def _work(self) -> None:
         while True:
@@ -161,7 +170,7 @@ class TrainSaves:
         kind, number = parsed
         epoch, step = self.position(kind, number)
         self.registry.add_state(folder, run_dir=self.run_dir, kind=kind, number=number, epoch=epoch, step=step,
-                                files=hash_files(folder))
+                                files=_settled_hashes(folder))
 
     def _prune(self) -> None:
         """Keep the newest ``keep`` recorded states of this run (the end-of-training state is the
@@ -172,6 +181,27 @@ class TrainSaves:
         for row in rows[self.keep:]:
             if remove_state(row["path"]):
                 self.registry.forget_state(row["path"])
+
+
+def _settled_hashes(folder: str, tries: int = 3) -> dict[str, dict[str, Any]]:
+    """The folder's hashes, taken again if a file changed while they were taken."""
+    for _ in range(tries):
+        before = _stats(folder)
+        files = hash_files(folder)
+        if _stats(folder) == before:
+            return files
+    raise RuntimeError(f"{folder} kept changing while it was read")
+
+
+def _stats(folder: str) -> dict[str, tuple[int, int]]:
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        try:
+            st = os.lstat(os.path.join(folder, name))
+        except OSError:
+            continue
+        out[name] = (st.st_size, st.st_mtime_ns)
+    return out
 
 
 def _first(value: Any) -> Any:
