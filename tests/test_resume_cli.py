@@ -27,7 +27,7 @@ def cli(args: list[str], tmp: Path, fake: Any) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MUSUBI_TUNER_ENV", "MUSUBI_TUNER_ROOT",
                                                                     "FAKE_MUSUBI", "PYTHONUNBUFFERED"))}
     config = tmp / "user-config.json"
-    config.write_text(json.dumps({"env": {"FAKE_MUSUBI_STEP_SECONDS": "0.01"}}), encoding="utf-8")
+    config.write_text(json.dumps({"env": {"FAKE_MUSUBI_STEP_SECONDS": "0.05"}}), encoding="utf-8")
     env.update(MUSUBI_TUNER_ENV=str(fake.venv), MUSUBI_TUNER_ROOT=str(fake.root), MUSUBI_TUNER_NODES_CONFIG=str(config))
     return subprocess.run([sys.executable, "-m", "executor", *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
                           text=True, timeout=150)

@@ -25,6 +25,7 @@ from comfy_harness import ComfyClient, ComfyHTTPError, ComfyServer  # noqa: E402
 from executor.runs.trust import Registry  # noqa: E402
 from fakes import FakeMusubi, fake_musubi  # noqa: E402,F401  (fake_musubi is a fixture)
 from test_nodes_e2e import executed_output, image_folder, workflow  # noqa: E402
+from test_resume_run import assert_one_curve  # noqa: E402
 
 pytestmark = pytest.mark.comfyui
 pytest_plugins = ["hardening"]
@@ -123,7 +124,7 @@ def test_a_run_stopped_in_comfyui_is_continued_through_the_api_as_one_run(
     assert caching.outcome == "success", caching.terminal.data if caching.terminal else caching.types
 
     # 1. the run stops after epoch 3 (a Cancel once that state is recorded)
-    fake_env(FAKE_MUSUBI_PAUSE_AFTER_STEP="9")
+    fake_env(FAKE_MUSUBI_PAUSE_AFTER_STEP="9", FAKE_MUSUBI_STEP_SECONDS="0.05")
     registry = Registry()
     with client.socket() as sock:
         prompt_id = client.queue_prompt(prompt)["prompt_id"]
@@ -158,7 +159,7 @@ def test_a_run_stopped_in_comfyui_is_continued_through_the_api_as_one_run(
     (state / "random_states_0.pkl").write_bytes(original)
 
     # 3. continued through the API: the rest of the plan, one run
-    fake_env()
+    fake_env(FAKE_MUSUBI_STEP_SECONDS="0.05")
     run = client.run(continued, timeout=240)
     assert run.outcome == "success", run.terminal.data if run.terminal else run.types
     out = executed_output(run, "5")
@@ -172,7 +173,7 @@ def test_a_run_stopped_in_comfyui_is_continued_through_the_api_as_one_run(
     bars = [(m.data["value"], m.data["max"]) for m in run.of_type("progress") if m.data.get("node") == "5"]
     assert bars and bars[-1] == (24, 24) and all(total == 24 for _, total in bars)
     status = client.get(f"/musubi-tuner/runs/{second.name}")
-    assert [p["step"] for p in status["history"]] == list(range(1, 25))
+    assert_one_curve([p["step"] for p in status["history"]], first, 9, 24)
     assert status["resume_points"] == [9] and status["parent_run"] == first.name
     assert status["status"] == "succeeded" and status["can_continue"] is False
     assert client.get(f"/musubi-tuner/runs/{first.name}")["can_continue"] is True  # (by its state; superseded in the list)
