@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 from ..errors import ConfigError, TrainerNotFound
+from .redact import is_secret_name
 
 if TYPE_CHECKING:  # types only: settings and installs are values the caller brings
     from ..setup.discovery import MusubiInstall
@@ -300,16 +301,10 @@ def _same_path(a: str, b: str) -> bool:
 
 # --- command.txt ---------------------------------------------------------------------------
 
-_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 # Flags whose value is a secret: --huggingface_token, --wandb_api_key, ... but not
 # --max_new_tokens (musubi's caption script) or --metadata_author.
 _SECRET_FLAG = re.compile(r"^--?[\w-]*?(token|key|secret|password|passwd)$", re.IGNORECASE)
 REDACTED = "***"
-
-
-def is_secret_name(name: str) -> bool:
-    """True for environment variable names that hold credentials (HF_TOKEN, WANDB_API_KEY, ...)."""
-    return bool(_SECRET_NAME.search(name))
 
 
 def _redacted_argv(argv: Sequence[str]) -> list[str]:
