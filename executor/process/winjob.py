@@ -159,3 +159,65 @@ class JobObject:  # pragma: no cover - exercised on Windows only
         if self.handle:
             self._k32.CloseHandle(self.handle)
             self.handle = None
+
+
+# -- resuming a process started with CREATE_SUSPENDED, without psutil ------------------------------
+#
+# Popen closes the primary thread's handle, so a suspended child is resumed by walking a
+# Toolhelp thread snapshot: OpenThread(THREAD_SUSPEND_RESUME) + ResumeThread for each of its
+# threads (what psutil's NtResumeProcess does, in documented calls).
+
+TH32CS_SNAPTHREAD = 0x00000004
+THREAD_SUSPEND_RESUME = 0x0002
+
+
+class THREADENTRY32(ctypes.Structure):
+    _fields_ = [
+        ("dwSize", ctypes.c_uint32),
+        ("cntUsage", ctypes.c_uint32),
+        ("th32ThreadID", ctypes.c_uint32),
+        ("th32OwnerProcessID", ctypes.c_uint32),
+        ("tpBasePri", ctypes.c_int32),
+        ("tpDeltaPri", ctypes.c_int32),
+        ("dwFlags", ctypes.c_uint32),
+    ]
+
+
+def resume_process(pid: int) -> int:  # pragma: no cover - Windows only
+    """Resume every thread of ``pid``; returns how many were resumed (raises OSError on none)."""
+    from ctypes import wintypes
+
+    k32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    k32.CreateToolhelp32Snapshot.argtypes = [ctypes.c_uint32, ctypes.c_uint32]
+    k32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
+    k32.Thread32First.argtypes = [wintypes.HANDLE, ctypes.POINTER(THREADENTRY32)]
+    k32.Thread32First.restype = wintypes.BOOL
+    k32.Thread32Next.argtypes = [wintypes.HANDLE, ctypes.POINTER(THREADENTRY32)]
+    k32.Thread32Next.restype = wintypes.BOOL
+    k32.OpenThread.argtypes = [ctypes.c_uint32, wintypes.BOOL, ctypes.c_uint32]
+    k32.OpenThread.restype = wintypes.HANDLE
+    k32.ResumeThread.argtypes = [wintypes.HANDLE]
+    k32.ResumeThread.restype = ctypes.c_uint32
+    k32.CloseHandle.argtypes = [wintypes.HANDLE]
+    k32.CloseHandle.restype = wintypes.BOOL
+    snapshot = k32.CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0)
+    if not snapshot or snapshot == wintypes.HANDLE(-1).value:
+        _check(0, "CreateToolhelp32Snapshot")
+    resumed = 0
+    try:
+        entry = THREADENTRY32()
+        entry.dwSize = ctypes.sizeof(THREADENTRY32)
+        more = k32.Thread32First(snapshot, ctypes.byref(entry))
+        while more:
+            if entry.th32OwnerProcessID == pid:
+                thread = k32.OpenThread(THREAD_SUSPEND_RESUME, False, entry.th32ThreadID)
+                if thread:
+                    if k32.ResumeThread(thread) != 0xFFFFFFFF:
+                        resumed += 1
+                    k32.CloseHandle(thread)
+            more = k32.Thread32Next(snapshot, ctypes.byref(entry))
+    finally:
+        k32.CloseHandle(snapshot)
+    if not resumed:
+        raise OSError(f"no thread of process {pid} could be resumed")
+    return resumed
