@@ -25,7 +25,7 @@ import psutil
 from ..errors import TrainerNotFound
 from .tree import IS_WINDOWS
 
-__all__ = ["Handle", "launch", "is_running", "request_stop", "kill_tree", "read_exit", "WRAPPER",
+__all__ = ["Handle", "launch", "find", "is_running", "same_process", "identify", "request_stop", "kill_tree", "read_exit", "WRAPPER",
            "EXIT_FILE", "STOP_FILE"]
 
 WRAPPER = str(Path(__file__).resolve().with_name("jobwrapper.py"))
@@ -104,6 +104,21 @@ def identify(pid: int) -> Optional[Handle]:
         return None
 
 
+def find(run_dir: str) -> Optional[Handle]:
+    """The living wrapper of ``run_dir``, found by its command line (for a job whose launch
+    was not recorded: the launcher died between starting it and writing its pid down)."""
+    wanted = os.path.abspath(run_dir)
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if WRAPPER in cmdline and "--run-dir" in cmdline:
+            index = cmdline.index("--run-dir") + 1
+            if index < len(cmdline) and os.path.abspath(cmdline[index]) == wanted:
+                handle = identify(proc.pid)
+                if handle is not None and is_running(handle):
+                    return handle
+    return None
+
+
 def is_running(handle: Handle) -> bool:
     """True while the process ``handle`` names runs: same pid, create time and command line,
     not a zombie. A zombie child of ours (after an exec restart the wrapper is still our
@@ -119,6 +134,16 @@ def is_running(handle: Handle) -> bool:
             return tuple(proc.cmdline()) == tuple(handle.cmdline)
     except psutil.AccessDenied:
         return True  # it exists and its create time matched; it is not ours to read
+    except (psutil.Error, OSError):
+        return False
+
+
+def same_process(pid: int, create_time: Optional[float]) -> bool:
+    """True while ``pid`` is a living (not zombie) process started at ``create_time``."""
+    try:
+        proc = psutil.Process(pid)
+        return (create_time is not None and abs(proc.create_time() - create_time) <= SAME_START
+                and proc.status() != psutil.STATUS_ZOMBIE)
     except (psutil.Error, OSError):
         return False
 

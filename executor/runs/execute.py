@@ -122,12 +122,13 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
         return result
 
 
-def prepare_run(plan: Plan, stack: contextlib.ExitStack) -> list[RunLock]:
+def prepare_run(plan: Plan, stack: contextlib.ExitStack, *, token: Optional[str] = None) -> list[RunLock]:
     """Lock the plan's folders (the locks go on ``stack``), refuse to overwrite a LoRA, make
     the run folder and write command.txt, plan.json and the dataset config into it.
 
-    Raises RunLocked / ConfigError with nothing written. Returns the locks; a caller that
-    keeps them after this (a background job) takes them over with ``stack.pop_all()``.
+    Raises RunLocked / ConfigError with nothing written. Returns the locks (all with ``token``
+    when given); a caller that keeps them after this (a background job) takes them over with
+    ``stack.pop_all()``.
     """
     from ..musubi.files import existing_outputs
 
@@ -140,7 +141,7 @@ def prepare_run(plan: Plan, stack: contextlib.ExitStack) -> list[RunLock]:
     claim = _Claim(run_dir if early else None)
     locks = []
     with claim:
-        locks.append(stack.enter_context(RunLock(plan.lock_dirs, plan.run_dir)))
+        locks.append(stack.enter_context(RunLock(plan.lock_dirs, plan.run_dir, token=token)))
         if plan.output_dir and plan.output_name and not plan.overwrite and plan.step == "train":
             found = existing_outputs(plan.output_dir, plan.output_name)
             if found and not _has_flag(plan, "--resume"):
@@ -154,7 +155,7 @@ def prepare_run(plan: Plan, stack: contextlib.ExitStack) -> list[RunLock]:
             _make_run_dir(run_dir)
             # The run folder is locked while the run lasts, so a reader can tell a live run
             # (history.run_status: "running") from one that ended without result.json.
-            locks.append(stack.enter_context(RunLock([str(run_dir)], plan.run_dir)))
+            locks.append(stack.enter_context(RunLock([str(run_dir)], plan.run_dir, token=token)))
         claim.keep()
     write_atomic(run_dir / COMMAND_FILE, command_text(plan), overwrite="never")
     write_atomic(run_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) + "\n",
@@ -168,13 +169,14 @@ def prepare_run(plan: Plan, stack: contextlib.ExitStack) -> list[RunLock]:
 
 
 def record_run(plan: Plan, result: Optional[RunResult], error: Optional[BaseException], started: float,
-               finished: float, recorder: Optional[LossRecorder]) -> str:
+               finished: float, recorder: Optional[LossRecorder], *, status: Optional[str] = None) -> str:
     """Judge what the run left (a train step without its LoRA is ``no_output``), write
     result.json and return the status: succeeded, failed, cancelled, timed_out, stalled,
-    no_output or error. A result.json that cannot be written becomes a warning."""
+    no_output or error (or ``status`` when the caller knows better: a background job that was
+    ``lost``). A result.json that cannot be written becomes a warning."""
     run_dir = Path(plan.run_dir)
     produced = _files_produced(plan, started)
-    status = _status(result, produced, plan, error)
+    status = status or _status(result, produced, plan, error)
     if status == "no_output" and result is not None:
         result.failure_kind = "no_output"
         result.failure_hint = ("musubi exited 0 but wrote no output; check run.log for 'found 0 images' "

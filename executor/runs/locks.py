@@ -54,11 +54,13 @@ class RunLock:
     folder) in each folder a run writes to. A lock whose process is gone (or whose pid was
     reused by another process) is stale and taken over; a live one refuses the new run."""
 
-    def __init__(self, dirs: Sequence[str], run_dir: str) -> None:
+    def __init__(self, dirs: Sequence[str], run_dir: str, *, token: Optional[str] = None) -> None:
         self.dirs = list(dirs)
         self.run_dir = run_dir
         self.held: list[str] = []
-        self.token = uuid.uuid4().hex
+        # A token given (a job taking its locks back after a restart) also claims the lock
+        # files that still carry it, whoever they name as holder.
+        self.token = token or uuid.uuid4().hex
         self.info = {"pid": os.getpid(), "started": process_start(os.getpid()), "host": socket.gethostname(),
                      "run_dir": run_dir, "token": self.token, "time": time.time()}
 
@@ -115,6 +117,9 @@ class RunLock:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = read_lock(path)
+                if holder is not None and holder.get("token") == self.token:
+                    _take_over(path, holder)
+                    continue
                 if lock_is_live(path, holder):
                     who = f"process {holder.get('pid')} on {holder.get('host')}" if holder else "another run"
                     run = holder.get("run_dir") if holder else None
