@@ -106,9 +106,7 @@ class JobTail:
             if self.recorder is not None:
                 self.recorder.feed(event)
             if kind == "log":
-                line = event.text.strip()
-                if line:
-                    self.lines.append(line[:TAIL_LINE_CHARS])
+                self.lines.append(event.text[:TAIL_LINE_CHARS])  # as a foreground run's tail
             elif kind == "progress":
                 self._on_progress(event)
             elif kind == "epoch":
