@@ -37,9 +37,10 @@ def _scratch_cache_home(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session", autouse=True)
 def _scratch_data_dir(tmp_path_factory: pytest.TempPathFactory):
-    """The pack's per-user data folder (the record of training states, the job store) goes to a
-    scratch folder for the session, for the executor in this process and every ComfyUI server
-    the tests start (they inherit the environment)."""
+    """The pack's per-user data folder (the record of training states, the background job store)
+    goes to a scratch folder for the session, for the executor in this process and every ComfyUI
+    server the tests start (they inherit the environment), never the user's own
+    (~/.local/share/musubi-tuner-nodes); a test that restarts ComfyUI passes its own."""
     previous = os.environ.get("MUSUBI_TUNER_NODES_DATA_DIR")
     os.environ["MUSUBI_TUNER_NODES_DATA_DIR"] = str(tmp_path_factory.mktemp("data-dir"))
     yield
