@@ -234,3 +234,25 @@ def test_windows_thread_entry_has_the_documented_size() -> None:
     import ctypes
 
     assert ctypes.sizeof(winjob.THREADENTRY32) == 28  # dwSize must be exactly this on Windows
+
+
+def test_the_identity_taken_at_launch_always_names_the_wrapper(tmp_path: Path) -> None:
+    """For a moment during exec a new process's command line reads as empty; an identity taken
+    then would never match again and the job would look unrecorded for its whole life."""
+    from executor.process.command import Command
+
+    command = Command(argv=(sys.executable, "-c", "import time; time.sleep(3)"), env=dict(os.environ),
+                      cwd=str(tmp_path))
+    launched = []
+    for i in range(25):
+        run_dir = tmp_path / f"run{i}"
+        run_dir.mkdir()
+        launched.append(detach.launch(command, str(run_dir)))
+    try:
+        for handle, popen in launched:
+            assert handle.cmdline and detach.is_running(handle), handle
+    finally:
+        for i, (handle, popen) in enumerate(launched):
+            detach.request_stop(str(tmp_path / f"run{i}"), handle)
+        for handle, popen in launched:
+            popen.wait(20)

@@ -34,6 +34,7 @@ STOP_FILE = "stop.request"
 LOG_FILE = "run.log"
 SAME_START = 0.01  # seconds: create times of one process read twice agree far better than this
 CREATE_BREAKAWAY_FROM_JOB = 0x01000000
+IDENTIFY_WITHIN = 5.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,15 @@ def launch(command: Any, run_dir: str, *, grace: float = 1.0, timeout: Optional[
         except OSError as exc:
             raise TrainerNotFound(f"Cannot start {script}: {exc}",
                                   hint="Check the musubi-tuner paths in the settings.") from exc
+    # Popen returns once exec started, and for a moment during exec the new process's command
+    # line reads as empty: an identity taken then would never match again.
+    deadline = time.monotonic() + IDENTIFY_WITHIN
     handle = identify(popen.pid)
-    if handle is None:  # it died at once; the record says why (the wrapper writes run.log)
-        handle = Handle(popen.pid, 0.0, tuple(wrapper))
+    while (handle is None or not handle.cmdline) and popen.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+        handle = identify(popen.pid)
+    if handle is None or not handle.cmdline:  # it died at once; the record says why (run.log)
+        handle = Handle(popen.pid, handle.create_time if handle else 0.0, tuple(wrapper))
     return handle, popen
 
 
