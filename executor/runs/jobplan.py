@@ -30,7 +30,9 @@ def plan_record(plan: Plan, *, lock_token: Optional[str] = None) -> dict[str, An
     }
     record.update(output_dir=plan.output_dir, output_name=plan.output_name, overwrite=plan.overwrite,
                   lock_dirs=list(plan.lock_dirs), cache_patterns=[list(p) for p in plan.cache_patterns],
-                  timeout=plan.timeout, stall_timeout=plan.stall_timeout, lock_token=lock_token)
+                  timeout=plan.timeout, stall_timeout=plan.stall_timeout, lock_token=lock_token,
+                  training=plan.record,
+                  continuation=plan.continuation.to_dict() if plan.continuation is not None else None)
     return record
 
 
@@ -53,13 +55,19 @@ def restore_plan(record: Mapping[str, Any], settings: Any = None,
         env[name] = value
     command = Command(argv=tuple(launch["argv"]), env=env, cwd=launch["cwd"], added_env=added,
                       removed_env=tuple(sorted(removed)))
+    continuation = None
+    if record.get("continuation"):
+        from .continuation import Continuation
+
+        continuation = Continuation(**record["continuation"])
     return Plan(arch=record.get("architecture", ""), step=record.get("step", ""), script=record.get("script", ""),
                 command=command, dataset_config=record.get("dataset_config"), run_dir=record["run_dir"],
                 expected_outputs=list(record.get("expected_outputs") or []),
                 lock_dirs=list(record.get("lock_dirs") or []), output_dir=record.get("output_dir"),
                 output_name=record.get("output_name"), overwrite=bool(record.get("overwrite")),
                 cache_patterns=[(str(a), str(b)) for a, b in record.get("cache_patterns") or []],
-                timeout=record.get("timeout"), stall_timeout=record.get("stall_timeout"))
+                timeout=record.get("timeout"), stall_timeout=record.get("stall_timeout"),
+                record=record.get("training"), continuation=continuation)
 
 
 def gpu_request(argv: Sequence[str]) -> tuple[Optional[list[int]], int]:

@@ -23,8 +23,9 @@ from typing import Any, Callable, Optional
 
 from ..errors import TrainerError
 from ..process import detach
-from .execute import prepare_run, record_run
-from .folders import COMMAND_FILE, LOCK_NAME, LOG_FILE, PLAN_FILE
+from .execute import prepare_run, record_run, training_extras
+from .folders import COMMAND_FILE, LOCK_NAME, LOG_FILE, PLAN_FILE, RESUME_FILE
+from .history import LOSS_FILE
 from .jobplan import gpu_request, lock_paths, plan_record, restore_plan
 from .jobstore import Job, JobStore, new_job_id
 from .jobtail import JobTail
@@ -100,11 +101,21 @@ class JobManager:
                 if job.key == key:
                     return job
         job_id = new_job_id()
+        # A training run's extras: a continuation's state copied and checked now (a refusal
+        # queues nothing), the run entered in the record of states once its folder exists.
+        extras = training_extras(plan)
         # Like a foreground run's start, minus the launch: the checks under the folder locks,
         # the run folder and its files. The locks are taken again when the job starts (a
         # queued job waits for a folder another run writes to, as it waits for a GPU).
-        with contextlib.ExitStack() as stack:
-            prepare_run(plan, stack, token=job_id)
+        try:
+            with contextlib.ExitStack() as stack:
+                prepare_run(plan, stack, token=job_id)
+            if extras is not None:
+                extras.begin(plan.run_dir, follow=False)
+        except BaseException:
+            if extras is not None:
+                extras.cleanup()
+            raise
         record = dict(plan_record(plan, lock_token=job_id), gpus=list(gpus) if gpus else None)
         job = Job(id=job_id, kind=kind, name=name, key=key, plan=record, run_dir=plan.run_dir,
                   gpus=list(gpus or []), meta=dict(meta or {}), progress={"phase": "queued"})
@@ -115,10 +126,14 @@ class JobManager:
         except BaseException:
             self._forget(job_id)
             _clean_run_dir(plan.run_dir)
+            if extras is not None:
+                extras.cleanup()
             raise
         if not inserted:  # a twin was submitted meanwhile and won
             self._forget(job_id)
             _clean_run_dir(plan.run_dir)
+            if extras is not None:
+                extras.cleanup()
         return stored
 
     def stop(self, job_id: str) -> Optional[Job]:
@@ -389,9 +404,14 @@ class JobManager:
         """result.json for a job that never ran (cancelled or refused while queued)."""
         now = self._clock()
         try:
-            record_run(self._plan(job), None, error, job.queued_at or now, now, None, status=status)
+            plan = self._plan(job)
+            record_run(plan, None, error, job.queued_at or now, now, None, status=status)
         except (OSError, KeyError):
-            pass
+            return
+        if plan.continuation is not None:  # the verified copy of the state it would have loaded
+            from .training import TrainingRun
+
+            TrainingRun(plan).cleanup()
 
     def _forget(self, job_id: str) -> None:
         with self._lock:
@@ -447,7 +467,7 @@ def _frozen(value: Any) -> Any:
 
 def _clean_run_dir(run_dir: str) -> None:
     """Remove a run folder that holds only what ``prepare_run`` wrote (never anything else)."""
-    ours = {COMMAND_FILE, PLAN_FILE, LOCK_NAME, "dataset.toml", "dataset.json"}
+    ours = {COMMAND_FILE, PLAN_FILE, LOCK_NAME, "dataset.toml", "dataset.json", RESUME_FILE, LOSS_FILE}
     try:
         names = set(os.listdir(run_dir))
     except OSError:

@@ -55,6 +55,11 @@ class JobTail:
         self.path = os.path.join(plan.run_dir, LOG_FILE)
         self.parser = OutputParser()  # no coalescing: every step's frame reaches the recorder
         self.recorder: Optional[LossRecorder] = LossRecorder() if plan.step == "train" else None
+        # a training run's states recorded as musubi writes them; a continuation's events in the
+        # whole run's numbers, its curve starting with its parent's (execute.training_extras)
+        self.extras = _follow_training(plan)
+        if self.extras is not None and self.recorder is not None:
+            self.recorder.points = list(self.extras.seed)
         self.lines: deque[str] = deque(maxlen=TAIL_LINES)
         self.last_progress: Any = None
         self.progress: dict[str, Any] = {"phase": "starting", "step": None, "total": None, "epoch": None,
@@ -102,6 +107,10 @@ class JobTail:
     def _feed(self, events: list[Any]) -> None:
         p = self.progress
         for event in events:
+            if self.extras is not None:
+                if self.extras.saves is not None:
+                    self.extras.saves.feed(event)  # musubi's own numbers: they name the files
+                event = self.extras.shift(event)
             kind = getattr(event, "type", None)
             if self.recorder is not None:
                 self.recorder.feed(event)
@@ -159,7 +168,8 @@ class JobTail:
         reason = next((r for r in ("cancelled", "timed_out", "stalled") if record.get(r)), None)
         error = decide(result, self.parser, reason, script=script_name(self.plan.command.argv),
                        timeout=self.plan.timeout, stall_timeout=self.plan.stall_timeout)
-        status = record_run(self.plan, result, error, begun, ended, self.recorder)
+        status = record_run(self.plan, result, error, begun, ended, self.recorder, extras=self.extras)
+        self._cleanup()
         if status == "succeeded":
             return Verdict("succeeded", exit_code=result.exit_code, status=status, ended=ended)
         if status == "cancelled":
@@ -181,8 +191,24 @@ class JobTail:
         result = RunResult(argv=list(self.plan.command.argv), exit_code=None,
                            duration=max(0.0, ended - (started or ended)), tail=list(self.lines),
                            last_progress=self.last_progress, log_path=log, failure_kind="lost", failure_hint=hint)
-        record_run(self.plan, result, None, started or ended, ended, self.recorder, status="lost")
+        record_run(self.plan, result, None, started or ended, ended, self.recorder, status="lost", extras=self.extras)
+        self._cleanup()
         return Verdict("lost", reason=reason, hint=hint, status="lost", ended=ended)
+
+
+    def _cleanup(self) -> None:
+        if self.extras is not None:
+            self.extras.cleanup()
+
+
+def _follow_training(plan: Plan) -> Any:
+    if plan.step != "train" or (plan.record is None and plan.continuation is None):
+        return None
+    from .training import TrainingRun
+
+    extras = TrainingRun(plan)
+    extras.follow()
+    return extras
 
 
 def _number(value: Any) -> Optional[float]:

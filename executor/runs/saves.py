@@ -49,18 +49,21 @@ class TrainSaves:
         self.errors: list[str] = []
         self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
         self._worker: Optional[threading.Thread] = None
+        self._following = False
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ life
 
-    def start(self) -> None:
-        data = dict(self.record, output_name=self.final_name, musubi_name=self.musubi_name,
-                    output_dir=path_key(self.output_dir), status="running", facts={})
-        if self.cont is not None:
-            data.update(self.cont.run_fields())
-        self.registry.add_run(self.run_dir, data)
-        self._worker = threading.Thread(target=self._work, name="musubi-state-recorder", daemon=True)
-        self._worker.start()
+    def start(self, *, register: bool = True, follow: bool = True) -> None:
+        """``register``: enter the run in the record (once, when its folder is made);
+        ``follow``: start recording its states (whoever reads its output)."""
+        if register:
+            data = dict(self.record, output_name=self.final_name, musubi_name=self.musubi_name,
+                        output_dir=path_key(self.output_dir), status="running", facts={})
+            if self.cont is not None:
+                data.update(self.cont.run_fields())
+            self.registry.add_run(self.run_dir, data)
+        self._following = follow
 
     def feed(self, event: Any) -> None:
         kind = getattr(event, "type", None)
@@ -87,8 +90,8 @@ class TrainSaves:
         """The run ended: record what is left, give a continuation's files the run's numbering,
         and prune. Returns notes for the user (files that kept musubi's name)."""
         self._scan(ended=True)
-        self._queue.put(None)
         if self._worker is not None:
+            self._queue.put(None)
             self._worker.join()
         notes: list[str] = []
         if self.cont is not None:
@@ -133,9 +136,12 @@ class TrainSaves:
     def _offer(self, folder: str) -> None:
         key = path_key(folder)
         with self._lock:
-            if key in self.recorded:
+            if key in self.recorded or not self._following:
                 return
             self.recorded.add(key)
+            if self._worker is None:  # started with the first state (a tail may never see one)
+                self._worker = threading.Thread(target=self._work, name="musubi-state-recorder", daemon=True)
+                self._worker.start()
         self._queue.put(folder)
 
     def _scan(self, ended: bool = False) -> None:
@@ -167,6 +173,8 @@ class TrainSaves:
         parsed = parse_state_name(os.path.basename(folder), self.musubi_name)
         if parsed is None or not is_complete(folder) or path_key(os.path.dirname(folder)) != path_key(self.output_dir):
             return
+        if self.registry.state(folder) is not None:
+            return  # recorded when musubi wrote it: never hashed again (a later change must show)
         kind, number = parsed
         epoch, step = self.position(kind, number)
         self.registry.add_state(folder, run_dir=self.run_dir, kind=kind, number=number, epoch=epoch, step=step,

@@ -58,7 +58,10 @@ class TrainingRun:
         self.staged = self.cont.staging
         self.seed = seed_points(self.cont)
 
-    def begin(self, run_dir: str) -> None:
+    def begin(self, run_dir: str, *, follow: bool = True) -> None:
+        """The run folder exists: link it to its parent, start its curve, enter it in the
+        record; ``follow``: this process also reads its output (a background job's tail
+        follows it instead)."""
         if self.cont is not None:
             write_atomic(os.path.join(run_dir, RESUME_FILE),
                          json.dumps(self.cont.link(), indent=2, ensure_ascii=False) + "\n", overwrite="never")
@@ -67,11 +70,19 @@ class TrainingRun:
                 write_atomic(os.path.join(run_dir, LOSS_FILE), text, overwrite="never")
         if self.saves is not None:
             try:
-                self.saves.start()
+                self.saves.start(follow=follow)
             except Exception as exc:  # noqa: BLE001 - training goes on; the user is told it cannot be continued
                 self.saves = None
                 self.problems.append(f"the run's training states cannot be recorded ({exc}), so this run cannot be "
                                      f"continued if it stops; check the pack's data folder {self.registry.path}")
+
+    def follow(self) -> None:
+        """Record the states of a run begun elsewhere (a background job's tail, also after a
+        restart): a state already in the record is not hashed again."""
+        if self.cont is not None and self.cont.parent_run_id is not None:
+            self.seed = seed_points(self.cont)
+        if self.saves is not None:
+            self.saves.start(register=False)
 
     def recorder(self, run_dir: str) -> LossRecorder:
         recorder = LossRecorder(os.path.join(run_dir, LOSS_FILE))
@@ -123,9 +134,11 @@ class TrainingRun:
         return []
 
     def cleanup(self) -> None:
-        if self.staged:
-            shutil.rmtree(self.staged, ignore_errors=True)
+        """Remove the verified copy of the state (the run ended, or was refused)."""
+        staged = self.staged or (self.cont.staging if self.cont is not None else None)
+        if staged and os.path.isdir(staged):
+            shutil.rmtree(staged, ignore_errors=True)
             try:
-                os.rmdir(os.path.dirname(self.staged))
+                os.rmdir(os.path.dirname(staged))
             except OSError:
                 pass
