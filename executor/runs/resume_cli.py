@@ -12,9 +12,7 @@ from typing import Any
 from ..errors import PreflightError, SetupError
 from ..problems import Problem
 from .cli import _cli_fail, _cli_run
-from .folders import unique_run_dir
-from .plan import PlanSpec, make_plan
-from .resume import PICK_HINT, ResumeRefused, continuable_runs, spec_from_record
+from .resume import ResumeRefused, continuable_runs
 from .states import MARKER, hash_files, is_complete
 from .trust import Registry, path_key
 
@@ -35,18 +33,10 @@ def cli_resume(args: Any) -> int:
             return 2
         return 0
     from ..setup.settings import load_settings
+    from .continue_run import continuation_plan
 
-    found = registry.run(args.run) if (os.sep in args.run or "/" in args.run) else None
-    if found is None:
-        named = registry.runs_named(os.path.basename(os.path.normpath(args.run)))
-        found = named[0] if len(named) == 1 else None
-    if found is None:
-        return _cli_fail([Problem("run", f"{args.run} is not a training run this pack recorded", PICK_HINT)], [])
-    parent_dir = os.path.dirname(found["run_dir"])
-    run_dir = unique_run_dir(parent_dir, "train", found.get("output_name") or "lora")
     try:
-        spec = PlanSpec.from_dict(spec_from_record(found, run_dir=run_dir))
-        plan = make_plan(load_settings(), spec)
+        plan = continuation_plan(args.run, load_settings(), registry=registry)
     except PreflightError as exc:
         return _cli_fail(exc.problems, getattr(exc, "warnings", []))
     except ResumeRefused as exc:
