@@ -4,6 +4,8 @@
     GET  /musubi-tuner/jobs/{id}          job + "loss_history": [{"step", "loss", "epoch"}]
     POST /musubi-tuner/jobs/{id}/stop     {"job": job}        (a running job: its whole tree)
     POST /musubi-tuner/jobs/{id}/remove   {"ok": true}        (a queued job only; else 409)
+    POST /musubi-tuner/jobs/{id}/continue {"job": new job}    (a stopped train job with a saved state;
+                                                               else 409 {"error", "hint"}; docs/resume.md)
 
 An id is 32 hexadecimal characters (400 otherwise, 404 when unknown); nothing in a request names
 a path or a command. The job JSON is ``jobs.job_json``. The store is read off the event loop.
@@ -48,6 +50,10 @@ def register() -> bool:
     @instance.routes.post(ROUTE + "/{job_id}/remove")
     async def remove_job(request: Any) -> Any:
         return answer(*await asyncio.to_thread(remove, request.match_info["job_id"]))
+
+    @instance.routes.post(ROUTE + "/{job_id}/continue")
+    async def continue_job(request: Any) -> Any:
+        return answer(*await asyncio.to_thread(continue_, request.match_info["job_id"]))
 
     _registered = True
     return True
@@ -94,6 +100,29 @@ def stop(job_id: str) -> tuple[int, dict[str, Any]]:
     if error:
         return error
     return 200, {"job": jobs.job_json(manager.stop(job_id) or job, manager)}
+
+
+def continue_(job_id: str) -> tuple[int, dict[str, Any]]:
+    """Queue the rest of a stopped train job's plan as a new job (409 with why and how if not)."""
+    from ..executor.errors import TrainerError
+    from . import jobs
+    from .errors import MusubiTunerError
+
+    manager, job, error = _known(job_id)
+    if error:
+        return error
+    try:
+        new = jobs.continue_job(job)
+    except TrainerError as exc:
+        problems = getattr(exc, "problems", None)
+        message = "; ".join(p.message for p in problems) if problems else exc.message
+        hint = "; ".join(p.fix for p in problems if p.fix) if problems else exc.hint
+        return 409, {"error": message, "hint": hint}
+    except MusubiTunerError as exc:
+        text = str(exc)
+        message, _, hint = text.partition("\nhint: ")
+        return 409, {"error": message, "hint": hint}
+    return 200, {"job": jobs.job_json(new, manager)}
 
 
 def remove(job_id: str) -> tuple[int, dict[str, Any]]:

@@ -219,9 +219,63 @@ def job_json(job: Any, jobs: Any = None, position: Optional[int] = None) -> dict
         "latest_sample": _latest_sample(job.run_dir),
         "lora": {"name": delivered["name"], "path": delivered["path"]} if "path" in delivered else None,
         "can_stop": job.state in ("queued", "starting", "running", "stopping"),
-        "can_remove": job.state == "queued", "can_continue": False,
+        "can_remove": job.state == "queued", "can_continue": can_continue(job, jobs),
         "parent": (job.meta or {}).get("parent"),
     }
+
+
+# -- continuing a stopped train job ------------------------------------------------------------
+
+CONTINUABLE_STATES = ("failed", "cancelled", "lost")
+_continue_cache: dict[str, tuple[float, bool]] = {}
+
+
+def can_continue(job: Any, jobs: Any = None) -> bool:
+    """A stopped train job whose run saved a state (recorded, complete) and was not continued
+    yet (by a job or a run). Looked up at most every 2 s per job: the JSON is sent often."""
+    if job.kind != "train" or job.state not in CONTINUABLE_STATES:
+        return False
+    now = time.monotonic()
+    cached = _continue_cache.get(job.id)
+    if cached is not None and now - cached[0] < 2.0:
+        return cached[1]
+    try:
+        from ..executor.runs.resume import continue_check
+
+        answer = continue_check(job.run_dir)[0]
+        if answer and jobs is not None:
+            answer = not any((j.meta or {}).get("parent") == job.id and not j.final for j in jobs.list())
+    except Exception:  # noqa: BLE001 - a record that cannot be read: no button
+        answer = False
+    _continue_cache[job.id] = (now, answer)
+    return answer
+
+
+def continue_job(job: Any) -> Any:
+    """Queue the continuation of a stopped train job as a new job (its parent: this one), from
+    the pack's record of the run alone; raises the refusal (nothing queued) with why and how."""
+    from ..executor.runs.continue_run import continuation_plan
+    from .errors import user_error
+    from .resume import data_dir_problem
+
+    if job.kind != "train":
+        raise user_error("only training jobs are continued", "")
+    if not job.final:
+        raise user_error(f"job {job.id} is {job.state}", "stop it first, or wait for it to end")
+    unsafe = data_dir_problem()
+    if unsafe:
+        raise user_error(unsafe, "")
+    twin = next((j for j in manager().list() if (j.meta or {}).get("parent") == job.id and not j.final), None)
+    if twin is not None:
+        raise user_error(f"job {job.id} is already being continued by job {twin.id} ({twin.state})",
+                         "follow that job in the Jobs panel")
+    plan = continuation_plan(job.run_dir, _settings())
+    meta = dict(job.meta or {})
+    meta.update(parent=job.id, node=None, prompt_id=None)
+    name = job.name if job.name else (meta.get("output_name") or "lora")
+    new = manager().submit(plan, kind="train", name=name, key=plan_key(plan), meta=meta)
+    _continue_cache.pop(job.id, None)
+    return new
 
 
 def loss_history(job: Any) -> list[dict[str, Any]]:

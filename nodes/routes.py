@@ -93,17 +93,11 @@ def continue_info(run_dir: str, kind: Any) -> tuple[bool, str]:
     if kind != "train":
         return False, "only training runs are continued"
     try:
-        from ..executor.runs.resume import can_continue
-        from ..executor.runs.trust import Registry
+        from ..executor.runs.resume import continue_check
 
-        registry = Registry()
-        run = registry.run(run_dir)
-        if run is None:
-            return False, "the pack has no record of this run's training states"
-        state, why = can_continue(registry, run)
+        return continue_check(run_dir)
     except Exception as exc:  # noqa: BLE001 - a status route answers even when the record is unreadable
         return False, f"the record of training states could not be read: {exc}"
-    return state is not None, why
 
 
 def runs_listing(runs_dir: str, limit: int = 50) -> dict[str, Any]:

@@ -176,6 +176,7 @@ def test_a_run_stopped_in_comfyui_is_continued_through_the_api_as_one_run(
     assert_one_curve([p["step"] for p in status["history"]], first, 9, 24)
     assert status["resume_points"] == [9] and status["parent_run"] == first.name
     assert status["status"] == "succeeded" and status["can_continue"] is False
-    assert client.get(f"/musubi-tuner/runs/{first.name}")["can_continue"] is True  # (by its state; superseded in the list)
+    parent = client.get(f"/musubi-tuner/runs/{first.name}")
+    assert parent["can_continue"] is False and parent["continue_note"] == f"it was continued by {second.name}"
     assert any(ref["filename"] == "loss_curve.png" for ref in out["images"])
     assert first.name not in resume_choices(client) and second.name not in resume_choices(client)

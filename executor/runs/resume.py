@@ -21,7 +21,7 @@ from .states import FINAL, MARKER
 from .trust import Registry
 
 __all__ = ["ResumeRefused", "PICK_HINT", "lookup_source", "continuable_runs", "newest_state", "plan_continuation",
-           "compare_runs", "staging_dir", "spec_from_record", "can_continue", "is_live", "describe", "seed_points", "trusted_states"]
+           "compare_runs", "staging_dir", "spec_from_record", "can_continue", "is_live", "describe", "seed_points", "trusted_states", "continue_check"]
 
 PICK_HINT = ("pick the run in the Train node's resume list (runs that stopped with a saved state), or run "
              "`python -m executor resume RUN_DIR`; a state made outside this pack can be registered from the "
@@ -82,6 +82,19 @@ def _continued_by(registry: Registry, run: dict[str, Any]) -> Optional[dict[str,
                                                       or is_live(other["run_dir"])):
             return other
     return None
+
+
+def continue_check(run_dir: str, registry: Optional[Registry] = None) -> tuple[bool, str]:
+    """Whether the run in ``run_dir`` can be continued now, and why not (for routes and panels)."""
+    registry = registry or Registry()
+    run = registry.run(run_dir)
+    if run is None:
+        return False, "the pack has no record of this run's training states"
+    child = _continued_by(registry, run)
+    if child is not None:
+        return False, f"it was continued by {child['run_id']}"
+    state, why = can_continue(registry, run)
+    return state is not None, why
 
 
 def continuable_runs(registry: Optional[Registry] = None) -> list[dict[str, Any]]:
