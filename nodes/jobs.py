@@ -31,6 +31,7 @@ class _Host:
         self.lock = threading.Lock()
         self.thread: Optional[threading.Thread] = None
         self.ready = threading.Event()
+        self.reconciled = threading.Event()  # the first tick (reconcile) is over
         self.manager: Any = None
         self.failed: Optional[BaseException] = None
         self.delivering: set[str] = set()
@@ -56,12 +57,14 @@ def start(*, only_with_server: bool = True) -> bool:
 
 
 def manager(timeout: float = 60.0) -> Any:
-    """The running JobManager (starting it if pack load did not)."""
+    """The running JobManager (starting it if pack load did not), once its first tick is over:
+    nobody is ever shown the state a job had before ComfyUI's restart."""
     from .errors import error_type
 
     start(only_with_server=False)
     if not _host.ready.wait(timeout) or _host.manager is None:
         raise error_type("SetupError")(f"the background job manager could not start: {_host.failed!r}")
+    _host.reconciled.wait(timeout)
     return _host.manager
 
 
@@ -96,6 +99,7 @@ def _loop() -> None:
                     _queue_delivery(jobs, job)
         except Exception:  # noqa: BLE001 - the loop must outlive any one failure
             LOG.exception("musubi-tuner: background jobs tick failed")
+        _host.reconciled.set()
         time.sleep(TICK)
 
 
