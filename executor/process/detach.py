@@ -209,8 +209,7 @@ def kill_tree(handle: Handle) -> list[tuple[int, str]]:
     for proc in procs:
         try:
             name = proc.name()
-            if not IS_WINDOWS:
-                proc.suspend()  # nothing forks behind our back while the rest is killed
+            proc.suspend()  # nothing forks behind our back while the rest is killed (NtSuspendProcess on Windows)
             killed.append((proc.pid, name))
         except (psutil.Error, OSError):
             pass
