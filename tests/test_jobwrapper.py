@@ -209,6 +209,7 @@ def test_the_wrapper_is_recognised_only_by_pid_create_time_and_command_line(benc
     try:
         assert detach.is_running(handle)
         assert not detach.is_running(detach.Handle(handle.pid, handle.create_time + 0.5, handle.cmdline))
+        assert not detach.is_running(detach.Handle(handle.pid, handle.create_time + 3.0, handle.cmdline))
         assert not detach.is_running(detach.Handle(handle.pid, handle.create_time, handle.cmdline[:-1]))
         assert detach.find(str(run_dir)) == handle
     finally:
@@ -280,3 +281,10 @@ def test_on_windows_the_wrapper_breaks_away_from_comfyuis_job_and_stays_inside_w
     assert detach._start_windows(["python", "jobwrapper.py"], options) == "started"
     assert calls == [0x200 | 0x08000000 | 0x01000000, 0x200 | 0x08000000]
     assert not any(flag & 0x8 for flag in calls), "never DETACHED_PROCESS: console grandchildren would pop up"
+
+
+def test_create_times_a_boot_time_step_apart_are_the_same_start_on_linux() -> None:
+    assert detach.same_start(1000.123, 1000.125) and not detach.same_start(1000.1, 1000.2)
+    assert detach.same_start(1000.123, 1001.124) == sys.platform.startswith("linux")
+    assert not detach.same_start(1000.123, 1001.5) and not detach.same_start(1000.0, 1003.0)
+    assert not detach.same_start(1000.0, None)
