@@ -4,8 +4,8 @@
     python -m executor check [--json]
     python -m executor plan SPEC.json [--run] [--runs-dir DIR]
 
-Each subcommand's work lives beside the code it exercises (``process.cli_run``,
-``probe.cli_check``, ``plan.cli_plan``); this module only parses arguments.
+Each subcommand's work lives beside the code it exercises (``process.run.cli_run``,
+``setup.probe.cli_check``, ``runs.cli.cli_plan``); this module only parses arguments.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Runs the venv's Python once with a small stdlib script (the same environment a
 training gets), caches the answer, and renders it for people
-(``python -m executor check``). Imports only the standard library and siblings.
+(``python -m executor check``). Imports only the standard library, its room and ``process.command``.
 """
 
 from __future__ import annotations
