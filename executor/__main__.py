@@ -4,8 +4,8 @@
     python -m executor check [--json]
     python -m executor plan SPEC.json [--run] [--runs-dir DIR]
 
-Each subcommand's work lives beside the code it exercises (``process.cli_run``,
-``probe.cli_check``, ``plan.cli_plan``); this module only parses arguments.
+Each subcommand's work lives beside the code it exercises (``process.run.cli_run``,
+``setup.probe.cli_check``, ``runs.cli.cli_plan``); this module only parses arguments.
 """
 
 from __future__ import annotations
@@ -47,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.argv:
             print("python -m executor run: give the command after --", file=sys.stderr)
             return 2
-        from .process import cli_run
+        from .process.run import cli_run
         return cli_run(args)
     if args.command == "check":
-        from .probe import cli_check
+        from .setup.probe import cli_check
         return cli_check(args)
-    from .plan import cli_plan
+    from .runs.cli import cli_plan
     return cli_plan(args)
 
 
