@@ -231,7 +231,8 @@ def bfl_ae(latent: int = 16, dtype: str = "F32") -> Tensors:
 def diffusers_vae_2d(latent: int = 32, bn: bool = True, dtype: str = "BF16") -> Tensors:
     t = {"encoder.conv_in.weight": (dtype, (128, 3, 3, 3)),
          "encoder.down_blocks.0.resnets.0.conv1.weight": (dtype, (128, 128, 3, 3)),
-         "decoder.conv_in.weight": (dtype, (512, latent, 3, 3)), "quant_conv.weight": (dtype, (latent * 2,) * 2 + (1, 1))}
+         "decoder.conv_in.weight": (dtype, (512, latent, 3, 3)),
+         "quant_conv.weight": (dtype, (latent * 2, latent * 2, 1, 1))}
     if bn:
         t["bn.running_mean"] = (dtype, (128,))
     return t
@@ -260,7 +261,8 @@ def byt5(dtype: str = "F16") -> Tensors:
 
 
 def umt5_wan(dtype: str = "BF16") -> Tensors:
-    t = {"token_embedding.weight": (dtype, (256384, 4096)), "blocks.0.pos_embedding.embedding.weight": (dtype, (32, 64))}
+    t = {"token_embedding.weight": (dtype, (256384, 4096)),
+         "blocks.0.pos_embedding.embedding.weight": (dtype, (32, 64))}
     t.update(_blocks("blocks", 24, {"attn.q.weight": (4096, 4096)}, dtype))
     return t
 

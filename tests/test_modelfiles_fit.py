@@ -9,7 +9,7 @@ from typing import Any, Optional
 import pytest
 
 import modelfile_keys as K
-from executor import catalogue as cat
+from executor.musubi import catalogue as cat
 from executor.musubi.modelfiles.expectations import EXPECT
 from executor.musubi.modelfiles.fit import check_model, explain, file_recommendations, verdict
 from executor.musubi.modelfiles.identify import identify
@@ -35,7 +35,8 @@ def test_wan_13b_with_task_14b_is_refused_with_the_fix(tmp_path: Path) -> None:
     errors, _ = findings(tmp_path, "wan2.1_t2v_1.3B_fp16.safetensors", K.prefixed(K.wan_dit(1536, dtype="F16"), DIT),
                          "wan", "dit", {"task": "t2v-14B"}, {"mixed_precision": "fp16"})
     assert len(errors) == 1
-    assert "t2v-14B needs a 14B model (dim 5120) with 16 input channels" in errors[0].message and "size mismatch" in errors[0].message
+    assert "t2v-14B needs a 14B model (dim 5120) with 16 input channels" in errors[0].message
+    assert "size mismatch" in errors[0].message
     assert errors[0].fix == ("set task to t2v-1.3B, or pick wan2.1_t2v_14B_bf16.safetensors "
                              "(Comfy-Org/Wan_2.1_ComfyUI_repackaged split_files/diffusion_models)")
 
@@ -132,7 +133,8 @@ def test_wan_mixed_precision_follows_the_weights(tmp_path: Path) -> None:
     tensors = K.wan_dit(1536, dtype="F16")
     errors, _ = findings(tmp_path, "wan2.1_t2v_1.3B_fp16.safetensors", tensors, "wan", "dit", {"task": "t2v-1.3B"},
                          {"mixed_precision": "bf16"})
-    assert "asserts mixed_precision fp16" in errors[0].message and errors[0].fix.startswith("set mixed_precision to fp16")
+    assert "asserts mixed_precision fp16" in errors[0].message
+    assert errors[0].fix.startswith("set mixed_precision to fp16")
     ident = identify(str(tmp_path / "wan2.1_t2v_1.3B_fp16.safetensors"))
     assert file_recommendations("wan", {"dit": ident}) == {"mixed_precision": "fp16"}
     errors, _ = findings(tmp_path, "wan2.1_t2v_1.3B_fp16.safetensors", tensors, "wan", "dit", {"task": "t2v-1.3B"},

@@ -22,7 +22,8 @@ def test_safetensors_header_gives_keys_dtypes_shapes_and_metadata(tmp_path: Path
                              metadata={"model_type": "ideogram4_cond"})
     h = read_header(str(path))
     assert h.format == "safetensors" and not h.broken and not h.problems
-    assert {k: (v.dtype, v.shape) for k, v in h.tensors.items()} == {"a.weight": ("BF16", (3, 4)), "b": ("F8_E4M3", (5,))}
+    assert {k: (v.dtype, v.shape) for k, v in h.tensors.items()} == {"a.weight": ("BF16", (3, 4)),
+                                                                     "b": ("F8_E4M3", (5,))}
     assert h.metadata == {"model_type": "ideogram4_cond"}
     assert h.size == h.expected_size == os.path.getsize(path)
 

@@ -22,7 +22,8 @@ WAN_SHAPES: dict[str, tuple[int, int, bool, bool]] = {
     "t2v-14B-FC": (5120, 48, True, False), "i2v-14B-FC": (5120, 48, True, False),
 }
 _WAN_SIZES = {1536: "1.3B", 5120: "14B", 3072: "5B (Wan 2.2 TI2V)"}
-_WAN_EXTRAS = (("vace_", "VACE"), ("control_adapter.", "Fun-Camera"), ("casual_audio_encoder.", "S2V (speech-to-video)"),
+_WAN_EXTRAS = (("vace_", "VACE"), ("control_adapter.", "Fun-Camera"),
+               ("casual_audio_encoder.", "S2V (speech-to-video)"),
                ("audio_proj.", "HuMo"), ("face_adapter.", "Animate"))
 
 

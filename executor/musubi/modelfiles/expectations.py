@@ -42,7 +42,8 @@ class Expect:
         return table.get(str(selectors.get(name)), self.instead) if name else self.instead
 
 
-_HV_VAE = "hunyuan-video-t2v-720p/vae/pytorch_model.pt (tencent/HunyuanVideo), or ComfyUI's hunyuan_video_vae_bf16.safetensors"
+_HV_VAE = ("hunyuan-video-t2v-720p/vae/pytorch_model.pt (tencent/HunyuanVideo), or ComfyUI's "
+           "hunyuan_video_vae_bf16.safetensors")
 _CLIP_L = Expect("CLIP-L text encoder", ("clip_l",), "clip_l.safetensors (comfyanonymous/flux_text_encoders)",
                  folder=True)
 _SIGLIP = Expect("image encoder (SigLIP)", ("siglip",),

@@ -49,8 +49,9 @@ def _what(ident: Identity) -> str:
 
 
 def _quant_text(ident: Identity) -> str:
-    return {"fp8": f"plain {ident.quant_detail or 'fp8'}", "fp8_scaled": "ComfyUI fp8_scaled",
-            "comfy_quant": f"ComfyUI quantized, {ident.quant_detail}", "bnb4": "bitsandbytes 4-bit"}.get(ident.quant, "")
+    names = {"fp8": f"plain {ident.quant_detail or 'fp8'}", "fp8_scaled": "ComfyUI fp8_scaled",
+             "comfy_quant": f"ComfyUI quantized, {ident.quant_detail}", "bnb4": "bitsandbytes 4-bit"}
+    return names.get(ident.quant, "")
 
 
 def _identity_findings(arch_id: str, input_name: str, exp: Expect, ident: Identity, instead: str) -> list[Finding]:

@@ -255,7 +255,8 @@ def _qwen_vae(ident: Identity, sel: Mapping[str, Any], opts: Mapping[str, Any], 
         return [Finding(ERROR, "Qwen-Image Layered needs the Layered VAE (4-channel input); this one takes 3 "
                                "channels", "pick qwen_image_layered_vae.safetensors")]
     if not layered and ident.family == "qwen_layered_vae":
-        return [Finding(ERROR, "the other Qwen-Image versions use the 3-channel VAE", "pick qwen_image_vae.safetensors, or set model_version to layered")]
+        return [Finding(ERROR, "the other Qwen-Image versions use the 3-channel VAE",
+                        "pick qwen_image_vae.safetensors, or set model_version to layered")]
     return _vae_name_hint(ident, "wan", "the Wan 2.1 VAE")
 
 
