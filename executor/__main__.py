@@ -3,9 +3,11 @@
     python -m executor run [--timeout S] [--stall-timeout S] [--log FILE] -- ARGV...
     python -m executor check [--json]
     python -m executor plan SPEC.json [--run] [--runs-dir DIR]
+    python -m executor inspect FILE... [--json] [--arch ARCH --input NAME [--set NAME=VALUE]]
 
 Each subcommand's work lives beside the code it exercises (``process.run.cli_run``,
-``setup.probe.cli_check``, ``runs.cli.cli_plan``); this module only parses arguments.
+``setup.probe.cli_check``, ``runs.cli.cli_plan``, ``musubi.modelfiles.cli.cli_inspect``);
+this module only parses arguments.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("spec", help="path of the JSON spec")
     plan.add_argument("--run", action="store_true", help="also run the plan and print its events")
     plan.add_argument("--runs-dir", default=None, help="where run folders are created")
+
+    inspect = sub.add_parser("inspect", allow_abbrev=False,
+                             help="say what model files are, from their headers (no tensor data is read)")
+    inspect.add_argument("files", nargs="+", metavar="FILE",
+                         help="model files (the first part of a split model), or model folders")
+    inspect.add_argument("--json", action="store_true", help="print the identification as JSON")
+    inspect.add_argument("--arch", default=None, help="also check each file for this architecture (e.g. wan)")
+    inspect.add_argument("--input", default=None, help="... and this model input of it (e.g. dit, vae, t5)")
+    inspect.add_argument("--set", action="append", metavar="NAME=VALUE",
+                         help="a selector for the check, e.g. --set task=t2v-14B (repeatable)")
     return parser
 
 
@@ -52,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from .setup.probe import cli_check
         return cli_check(args)
+    if args.command == "inspect":
+        from .musubi.modelfiles.cli import cli_inspect
+        return cli_inspect(args)
     from .runs.cli import cli_plan
     return cli_plan(args)
 
