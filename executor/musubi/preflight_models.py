@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from .files import resolve
 from .modelfiles.expectations import expectation
-from .modelfiles.fit import ERROR, check_model, explain, file_recommendations
+from .modelfiles.fit import ERROR, check_model, explain, file_recommendations, verdict
 from .modelfiles.identify import identify
 
 if TYPE_CHECKING:  # the checks' shared state; a type only
     from .preflight import _Context
 
-__all__ = ["check_model_file", "file_options"]
+__all__ = ["check_model_file", "file_options", "model_verdicts"]
 
 # The inputs whose files decide training settings (see modelfiles.variants.recommendations).
 _DECIDING = ("dit",)
@@ -69,3 +69,26 @@ def file_options(arch: Any, models: Optional[Mapping[str, Any]], cwd: Optional[s
         if os.path.isfile(path):
             idents[name] = identify(path)
     return file_recommendations(arch.id, idents)
+
+
+def model_verdicts(arch: Any, paths: Mapping[str, str],
+                   selectors: Optional[Mapping[str, Any]] = None) -> list[tuple[str, str]]:
+    """(input, verdict) per chosen file of ``arch``; the verdict starts with OK, CHECK or REFUSED
+    (see ``modelfiles.fit.verdict``). Judged with the training settings that would apply
+    (recommended, then what the files call for), for the Models nodes and the Setup Check.
+    Hugging Face ids and missing paths are left out."""
+    from . import catalogue as cat
+    from .preflight import effective_options
+
+    values = arch.resolve_selectors(selectors)
+    opts = effective_options(arch, cat.TRAIN, {}, values, models=paths)
+    lines = []
+    for m in arch.models:
+        path = paths.get(m.name)
+        if not path or expectation(arch.id, m.name) is None or not os.path.exists(path):
+            continue
+        if os.path.isdir(path) and not expectation(arch.id, m.name).folder:
+            lines.append((m.name, f"REFUSED {os.path.basename(path)} is a folder; pick the model file"))
+            continue
+        lines.append((m.name, verdict(identify(path), arch.id, m.name, selectors=values, options=opts)))
+    return lines
