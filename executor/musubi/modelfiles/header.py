@@ -285,6 +285,7 @@ def _read_folder(path: str, out: Header) -> None:
 def read_header(path: str) -> Header:
     """Everything readable about ``path`` without reading tensor data. Never raises for a bad
     file: ``broken``/``problems`` say what is wrong."""
+    path = os.fspath(path)
     out = Header(path)
     if os.path.isdir(path):
         _read_folder(path, out)

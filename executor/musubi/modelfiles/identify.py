@@ -144,6 +144,7 @@ def _signature(path: str) -> Optional[tuple]:
 def identify(path: str) -> Identity:
     """Identify ``path`` (a file, the first part of a split model, or a folder). Never raises
     for a bad file; cached until the file changes."""
+    path = os.fspath(path)
     key = _signature(path)
     if key is not None:
         with _lock:

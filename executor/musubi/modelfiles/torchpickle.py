@@ -86,7 +86,12 @@ class _Tensor:
     shape: tuple[int, ...]
 
 
-_MARK = object()
+_VALUES = frozenset({"BININT", "BININT1", "BININT2", "LONG1", "LONG4", "INT", "LONG", "BINFLOAT", "FLOAT",
+                     "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
+                     "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"})
+_PUTS = frozenset({"BINPUT", "LONG_BINPUT", "PUT"})
+_GETS = frozenset({"BINGET", "LONG_BINGET", "GET"})
+_SMALL_TUPLES = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
 
 
 def _as_tensor(func: _Global, args: Any) -> Optional[_Tensor]:
@@ -135,29 +140,57 @@ def _walk(stream: BinaryIO, storages: Optional[dict[str, _Storage]] = None) -> A
         if count > _MAX_OPS:
             raise TorchReadError("the pickle is unreasonably long for a state dict")
         name = op.name
-        if name in ("PROTO", "FRAME"):
-            continue
-        if name == "STOP":
-            return stack.pop() if stack else None
-        if name == "MARK":
+        # Most frequent first: a state dict's pickle is mostly values, memo puts/gets and marks.
+        if name in _VALUES:
+            stack.append(arg)  # genops already decoded ints, floats, strings and bytes
+        elif name in _PUTS:
+            memo[int(arg)] = stack[-1]
+        elif name in _GETS:
+            stack.append(memo.get(int(arg)))
+        elif name == "MARK":
             metastack.append(stack)
             stack = []
-        elif name in ("EMPTY_DICT",):
-            stack.append({})
-        elif name in ("EMPTY_LIST",):
-            stack.append([])
-        elif name == "EMPTY_TUPLE":
-            stack.append(())
-        elif name in ("EMPTY_SET",):
-            stack.append([])
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            n = int(name[-1])
-            items = tuple(stack[-n:])
-            del stack[-n:]
-            stack.append(items)
         elif name == "TUPLE":
             items = pop_mark()  # (stack.append(pop_mark()) would append to the stack before the mark)
             stack.append(tuple(items))
+        elif name in _SMALL_TUPLES:
+            n = _SMALL_TUPLES[name]
+            items = tuple(stack[-n:]) if n else ()
+            if n:
+                del stack[-n:]
+            stack.append(items)
+        elif name == "REDUCE":
+            args = stack.pop()
+            func = stack.pop()
+            stack.append(_reduce(func, args))
+        elif name in ("BINPERSID", "PERSID"):
+            pid = stack.pop() if name == "BINPERSID" else arg
+            value = _storage(pid)
+            if storages is not None and isinstance(value, _Storage):
+                storages[value.key] = value
+            stack.append(value)
+        elif name == "GLOBAL":
+            module, _, attr = str(arg).partition(" ")
+            stack.append(_Global(module, attr))
+        elif name == "STACK_GLOBAL":
+            attr = stack.pop()
+            module = stack.pop()
+            stack.append(_Global(str(module), str(attr)))
+        elif name in ("NEWTRUE", "NEWFALSE"):
+            stack.append(name == "NEWTRUE")
+        elif name == "NONE":
+            stack.append(None)
+        elif name == "EMPTY_DICT":
+            stack.append({})
+        elif name in ("EMPTY_LIST", "EMPTY_SET"):
+            stack.append([])
+        elif name == "SETITEMS":
+            items = pop_mark()
+            _pairs(stack[-1], items)
+        elif name == "SETITEM":
+            value = stack.pop()
+            key = stack.pop()
+            _pairs(stack[-1], [key, value])
         elif name in ("LIST", "FROZENSET"):
             items = pop_mark()
             stack.append(list(items))
@@ -172,36 +205,6 @@ def _walk(stream: BinaryIO, storages: Optional[dict[str, _Storage]] = None) -> A
             items = pop_mark()
             if isinstance(stack[-1], list):
                 stack[-1].extend(items)
-        elif name == "SETITEM":
-            value = stack.pop()
-            key = stack.pop()
-            _pairs(stack[-1], [key, value])
-        elif name == "SETITEMS":
-            items = pop_mark()
-            _pairs(stack[-1], items)
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[int(arg)] = stack[-1]
-        elif name == "MEMOIZE":
-            memo[len(memo)] = stack[-1]
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            stack.append(memo.get(int(arg)))
-        elif name == "GLOBAL":
-            module, _, attr = str(arg).partition(" ")
-            stack.append(_Global(module, attr))
-        elif name == "STACK_GLOBAL":
-            attr = stack.pop()
-            module = stack.pop()
-            stack.append(_Global(str(module), str(attr)))
-        elif name in ("BINPERSID", "PERSID"):
-            pid = stack.pop() if name == "BINPERSID" else arg
-            value = _storage(pid)
-            if storages is not None and isinstance(value, _Storage):
-                storages[value.key] = value
-            stack.append(value)
-        elif name == "REDUCE":
-            args = stack.pop()
-            func = stack.pop()
-            stack.append(_reduce(func, args))
         elif name == "NEWOBJ":
             args = stack.pop()
             cls = stack.pop()
@@ -225,13 +228,14 @@ def _walk(stream: BinaryIO, storages: Optional[dict[str, _Storage]] = None) -> A
             pop_mark()
         elif name == "DUP":
             stack.append(stack[-1])
-        elif name in ("NONE",):
-            stack.append(None)
-        elif name in ("NEWTRUE", "NEWFALSE"):
-            stack.append(name == "NEWTRUE")
+        elif name == "MEMOIZE":
+            memo[len(memo)] = stack[-1]
+        elif name in ("PROTO", "FRAME"):
+            continue
+        elif name == "STOP":
+            return stack.pop() if stack else None
         else:
-            # Plain values: ints, floats, strings, bytes (genops already decoded ``arg``).
-            stack.append(arg)
+            stack.append(arg)  # anything else this reader has no use for stays an opaque value
     raise TorchReadError("the pickle ends without STOP (truncated?)")
 
 
