@@ -222,6 +222,8 @@ def test_split_part_for_a_loader_that_reads_one_file(tmp_path: Path) -> None:
 def test_unrecognised_and_gguf_files(tmp_path: Path) -> None:
     errors, warnings = findings(tmp_path, "odd.safetensors", {"foo.weight": ("F16", (4, 4))}, "wan", "vae")
     assert not errors and "matches no model the pack knows" in warnings[0].message
+    errors, warnings = findings(tmp_path, "empty.safetensors", {}, "wan", "vae")
+    assert not errors and "holds no tensors" in warnings[0].message
     gguf = tmp_path / "wan.gguf"
     gguf.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 64)
     ident = identify(str(gguf))

@@ -69,6 +69,9 @@ def _identity_findings(arch_id: str, input_name: str, exp: Expect, ident: Identi
     if not ident.family:
         if ident.component == "pipeline":
             return [Finding(ERROR, f"not a {label}", f"pick {instead}")]
+        if not ident.tensors:
+            return [Finding(WARNING, "the file holds no tensors, so it cannot be the model (a placeholder?)",
+                            f"the {label} musubi expects: {instead}")]
         return [Finding(WARNING, f"its header matches no model the pack knows ({ident.tensors} tensors), so it was not "
                                  "checked; musubi will tell when it loads it",
                         f"the {label} musubi expects: {instead}")]
