@@ -122,8 +122,10 @@ def listed_files(arch_id: str, model: ModelInput) -> list[str]:
         folder, family = extra
         seen = set(files)
         for name in host.model_files(folder):
+            if name in seen or not name.lower().endswith((".safetensors", ".sft")):
+                continue  # ComfyUI's checkpoints for it are safetensors; old .ckpt pickles are not read
             path = host.model_path(folder, name)
-            if name not in seen and path and identify(path).family == family:
+            if path and identify(path).family == family:
                 files.append(name)
     return files
 

@@ -111,6 +111,9 @@ def test_fp8_formats(tmp_path: Path) -> None:
     errors, warnings = findings(tmp_path, "t5xxl_fp8_e4m3fn.safetensors", K.cast(K.t5(), "F8_E4M3"),
                                 "flux_kontext", "text_encoder1")
     assert not errors and "casts them up" in warnings[0].message
+    errors, warnings = findings(tmp_path, "flux1-kontext-dev_fp8_e4m3fn.safetensors", K.cast(K.flux1_dit(), "F8_E4M3"),
+                                "flux_kontext", "dit")
+    assert not errors and "the file's own dtype" in warnings[0].message
 
 
 def test_formats_musubi_takes_only_for_one_architecture(tmp_path: Path) -> None:
@@ -189,6 +192,9 @@ def test_what_only_the_name_tells_is_a_warning(tmp_path: Path, name: str, tensor
     ("kandinsky5lite_t2i.safetensors", K.kandinsky5_dit("lite-image", video=False), "kandinsky5", "dit",
      {"task": "k5-lite-t2v-5s-sd"}, "Lite image"),
     ("qwen3vl_8b.safetensors", K.qwen3vl("8B"), "krea2", "text_encoder", {}, "Krea 2 uses Qwen3-VL 4B"),
+    ("byt5_no_shared.safetensors", {k: v for k, v in K.byt5().items() if k != "shared.weight"}, "hv15", "byt5", {},
+     "needs the key shared.weight"),
+    ("qwen_vae_diffusers.safetensors", K.qwen_vae_diffusers(), "wan", "vae", {}, "non-strictly"),
     ("skyreels.safetensors", K.hv_dit(32), "hv", "dit", {}, "dit_in_channels is 16"),
     ("wan2.2_ti2v_5B_fp16.safetensors", K.wan_dit(3072, 48, dtype="F16"), "wan", "dit", {"task": "t2v-14B"},
      "TI2V-5B"),

@@ -19,7 +19,8 @@ DIT_PREFIX = "model.diffusion_model."
 class Expect:
     """``families``: identities the loader reads. ``instead``: the file(s) to pick or download.
     ``fp8``: plain fp8 weights (no scale keys) are ``fp8_base`` (fine with --fp8_base, refused
-    with --fp8_scaled), ``refuse``, ``warn`` (cast up, not documented) or ``ok``.
+    with --fp8_scaled), ``refuse``, ``warn`` (cast up, not documented), ``file_dtype`` (the loader
+    keeps the file's dtype) or ``ok``.
     ``reasons``: why a family that is often picked by mistake does not load (by family)."""
 
     label: str
@@ -125,7 +126,10 @@ EXPECT: dict[tuple[str, str], Expect] = {
         "wan_2.1_vae.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged split_files/vae) or Wan2.1_VAE.pth "
         "(Wan-AI/Wan2.1-T2V-14B)",
         reasons={"wan22_vae": "the Wan 2.2 VAE is for TI2V-5B only and does not fit the 14B models or musubi's "
-                              "Wan VAE loader"}),
+                              "Wan VAE loader",
+                 "qwen_vae_diffusers": "musubi's Wan VAE loader reads Wan's original key layout, and it loads "
+                                       "non-strictly: a diffusers-layout VAE would load with its weights missing "
+                                       "and fail later"}),
     ("wan", "t5"): Expect(
         "Wan T5 (umT5-XXL) text encoder", ("umt5_wan",),
         "models_t5_umt5-xxl-enc-bf16.pth (Wan-AI/Wan2.1-I2V-14B-720P)",
@@ -141,7 +145,7 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("framepack", "dit"): Expect(
         "FramePack DiT", ("framepack_dit",),
         "lllyasviel/FramePackI2V_HY (pass part 1 of 3), lllyasviel/FramePack_F1_I2V_HY_20250503, or Kijai's "
-        "FramePackI2V_HY_bf16.safetensors", split=True, folder=True,
+        "FramePackI2V_HY_bf16.safetensors", split=True, folder=True, fp8="file_dtype",
         reasons={"hv_dit": "FramePack is its own model (clean_x_embedder, image_projection), not a HunyuanVideo DiT",
                  "hv_diffusers_dit": "FramePack is its own model (clean_x_embedder, image_projection), not a plain "
                                      "HunyuanVideo DiT"}),
@@ -161,6 +165,7 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("flux_kontext", "dit"): Expect(
         "FLUX.1 Kontext DiT", ("flux1_dit",),
         "flux1-kontext-dev.safetensors (black-forest-labs/FLUX.1-Kontext-dev)", prefixes=("", DIT_PREFIX),
+        fp8="file_dtype",
         reasons={"flux1_diffusers_dit": "musubi reads FLUX.1 Kontext in BFL's layout only; the diffusers "
                                         "transformer folder's files cannot be used"}),
     ("flux_kontext", "vae"): Expect(

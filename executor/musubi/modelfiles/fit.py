@@ -128,6 +128,10 @@ def _quant_findings(exp: Expect, ident: Identity, opts: Mapping[str, Any], inste
             return [Finding(WARNING, "it holds fp8 weights; without fp8_base musubi casts them up to the DiT dtype "
                                      "(no quality gained, memory lost)", "set fp8_base")]
         return []
+    if exp.fp8 == "file_dtype":
+        return [Finding(WARNING, "it holds plain fp8 weights, and musubi loads this DiT in the file's own dtype, "
+                                 "so it would train on fp8 weights; its docs name bf16 files",
+                        f"prefer the bf16 file: {instead}")]
     if exp.fp8 == "warn":
         return [Finding(WARNING, "it holds plain fp8 weights; musubi casts them up to bf16 when loading, so the "
                                  "fp8 rounding stays in the model (only Wan documents fp8 files)",

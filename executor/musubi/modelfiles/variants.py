@@ -210,6 +210,13 @@ def _qwen3_embed(ident: Identity) -> list[Finding]:
     return []
 
 
+def _byt5(ident: Identity, sel: Mapping[str, Any], opts: Mapping[str, Any], input_name: str) -> list[Finding]:
+    if not ident.variant.get("shared"):
+        return [Finding(ERROR, "musubi's ByT5 loader needs the key shared.weight, which this file does not have",
+                        "pick byt5_small_glyphxl_fp16.safetensors")]
+    return []
+
+
 def _qwen3_4b(ident: Identity, sel: Mapping[str, Any], opts: Mapping[str, Any], input_name: str) -> list[Finding]:
     if ident.variant.get("size") != "4B":
         return [Finding(ERROR, "Z-Image uses Qwen3 4B (size mismatch)", "pick qwen_3_4b.safetensors")]
@@ -363,7 +370,7 @@ VARIANT_CHECKS: dict[tuple[str, str], Check] = {
     ("zimage", "text_encoder"): _qwen3_4b, ("krea2", "text_encoder"): _qwen3vl("4B", "Krea 2"),
     ("ideogram4", "text_encoder"): _qwen3vl("8B", "Ideogram 4"), ("kandinsky5", "dit"): _k5_dit,
     ("ideogram4", "dit"): _ideogram_dit, ("ideogram4", "unconditional_dit"): _ideogram_dit,
-    ("hidream_o1", "dit"): _hidream,
+    ("hidream_o1", "dit"): _hidream, ("hv15", "byt5"): _byt5,
 }
 
 
