@@ -98,7 +98,8 @@ def train_inputs() -> dict[str, Any]:
             "seed": _opt("INT", 42, "Random seed.", min=0, max=0xFFFFFFFF, control_after_generate=False),
             "attention": _opt(ATTENTION, RECOMMENDED, "Attention implementation; (recommended) = sdpa "
                               "(always available). flash_attn/xformers/flash3 must be installed in musubi's venv."),
-            "mixed_precision": _opt(MIXED_PRECISION, RECOMMENDED, "Training precision; (recommended) = bf16. "
+            "mixed_precision": _opt(MIXED_PRECISION, RECOMMENDED, "Training precision; (recommended) = bf16, or "
+                                    "what the DiT file needs (read from its header: Wan fp16 weights train in fp16). "
                                     "Must match the DiT weights (bf16 weights: bf16 or no)."),
             "fp8": _opt(FP8, RECOMMENDED, "Keep the DiT in fp8 to save VRAM: fp8_base, or fp8_base + "
                         "fp8_scaled (better quality; required by Krea 2 and HiDream-O1). (recommended) = what "

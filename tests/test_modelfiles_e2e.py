@@ -37,6 +37,8 @@ def server(comfy_servers: Any, fake_musubi: FakeMusubi) -> ComfyServer:  # noqa:
     write_safetensors(models / "vae" / VAE, K.wan_vae())
     write_safetensors(models / "vae" / T5, K.umt5_wan())  # a text encoder saved into the VAE folder
     write_safetensors(models / "text_encoders" / T5, K.umt5_wan())
+    write_safetensors(models / "checkpoints" / "hidream_o1_image_bf16.safetensors", K.hidream_o1())
+    write_safetensors(models / "checkpoints" / "flux1-dev-fp8.safetensors", K.comfy_checkpoint())
     folder = server.base_dir / "input" / "mf_images"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(1, 3):
@@ -120,3 +122,10 @@ def test_the_right_files_pass_and_the_models_node_says_so(server: ComfyServer, p
     shown = "\n".join(run.progress_texts("2")).splitlines()
     assert f"dit: OK {DIT_13B}: Wan DiT 1.3B, text-to-video (fp16)" in shown, shown
     assert f"vae: OK {VAE}: Wan 2.1 VAE or Qwen-Image VAE (bf16)" in shown, shown
+
+
+def test_hidream_checkpoints_are_offered_from_models_checkpoints(server: ComfyServer) -> None:
+    info = server.client().object_info("MusubiModelsHidreamO1")["MusubiModelsHidreamO1"]
+    choices = info["input"]["required"]["dit"][0]
+    assert "hidream_o1_image_bf16.safetensors" in choices
+    assert "flux1-dev-fp8.safetensors" not in choices  # another checkpoint is not offered
