@@ -3,9 +3,11 @@
     python -m executor run [--timeout S] [--stall-timeout S] [--log FILE] -- ARGV...
     python -m executor check [--json]
     python -m executor plan SPEC.json [--run] [--runs-dir DIR]
+    python -m executor install [--dir DIR] [--ref REF] [--torch BUILD] [--python PATH] [--upgrade]
 
 Each subcommand's work lives beside the code it exercises (``process.cli_run``,
-``probe.cli_check``, ``plan.cli_plan``); this module only parses arguments.
+``probe.cli_check``, ``plan.cli_plan``,
+``setup.install.cli_install``); this module only parses arguments.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="probe the configured musubi-tuner venv and print a report")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    install = sub.add_parser("install", allow_abbrev=False,
+                             help="install musubi-tuner into its own venv and point the pack at it")
+    from .setup.install import add_arguments
+    add_arguments(install)
+
     plan = sub.add_parser("plan", allow_abbrev=False,
                           help="pre-flight a JSON spec and print the exact command")
     plan.add_argument("spec", help="path of the JSON spec")
@@ -52,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from .probe import cli_check
         return cli_check(args)
+    if args.command == "install":
+        from .setup.install import cli_install
+        return cli_install(args)
     from .plan import cli_plan
     return cli_plan(args)
 

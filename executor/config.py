@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from .errors import ConfigError, TrainerNotFound
 
 __all__ = [
-    "Settings", "load_settings", "user_config_path", "MusubiInstall", "resolve_install",
+    "Settings", "load_settings", "user_config_path", "user_data_dir", "MusubiInstall", "resolve_install",
     "candidate_roots", "venv_python", "venv_accelerate", "venv_python_version",
     "SUPPORTED_PYTHON", "MIXED_PRECISIONS", "ENV_VENV", "ENV_ROOT", "ENV_USER_CONFIG",
 ]
@@ -116,6 +116,18 @@ def user_config_path(environ: Optional[Mapping[str, str]] = None) -> Path:
     # The XDG spec says relative values are invalid and must be ignored.
     base = Path(xdg) if xdg and os.path.isabs(xdg) else _home(env) / ".config"
     return base / APP_DIR / "config.json"
+
+
+def user_data_dir(environ: Optional[Mapping[str, str]] = None) -> Path:
+    """The per-user data folder: ``%LOCALAPPDATA%\\musubi-tuner-nodes`` on Windows (local, not
+    roaming: a venv is gigabytes), else ``$XDG_DATA_HOME`` (or ``~/.local/share``)``/musubi-tuner-nodes``."""
+    env = os.environ if environ is None else environ
+    if IS_WINDOWS:
+        local = env.get("LOCALAPPDATA", "").strip()
+        return (Path(local) if local else _home(env) / "AppData" / "Local") / APP_DIR
+    xdg = env.get("XDG_DATA_HOME", "").strip()
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else _home(env) / ".local" / "share"
+    return base / APP_DIR
 
 
 def _home(env: Mapping[str, str]) -> Path:
