@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Render the README's hardening figures from the test suite's record (standard library only).
+"""Render the hardening figures of docs/security.md from the test suite's record (standard library only).
 
-    python3 .ci/hardening_table.py                 print the markdown table
-    python3 .ci/hardening_table.py --write README.md   replace the block between the markers
-    python3 .ci/hardening_table.py --check README.md   exit 1 when the README's block differs
+    python3 .ci/hardening_table.py           print the markdown table
+    python3 .ci/hardening_table.py --write   replace the block between the markers in docs/security.md
+    python3 .ci/hardening_table.py --check   exit 1 when the block in docs/security.md differs
+    (--write FILE / --check FILE use another file that holds the markers)
 
 The record is test-artifacts/hardening.json, written by the catalogue's tests (tests/hardening.py)
 whenever they run (``bash .ci/test``; MUSUBI_TEST_ARTIFACTS moves it); the catalogue itself,
@@ -21,7 +22,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-START = "<!-- hardening:start (python3 .ci/hardening_table.py --write README.md) -->"
+DOC = ROOT / "docs" / "security.md"
+START = "<!-- hardening:start (python3 .ci/hardening_table.py --write) -->"
 END = "<!-- hardening:end -->"
 
 
@@ -120,8 +122,10 @@ def replace_block(text: str, table: str) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", metavar="README", help="replace the block between the markers")
-    parser.add_argument("--check", metavar="README", help="exit 1 when the block differs from the record")
+    parser.add_argument("--write", metavar="FILE", nargs="?", const=str(DOC),
+                        help="replace the block between the markers (default docs/security.md)")
+    parser.add_argument("--check", metavar="FILE", nargs="?", const=str(DOC),
+                        help="exit 1 when the block differs from the record (default docs/security.md)")
     parser.add_argument("--results", default=None, help="the record (default test-artifacts/hardening.json)")
     args = parser.parse_args(argv)
     path = Path(args.results) if args.results else results_path()
@@ -132,15 +136,15 @@ def main(argv: list[str]) -> int:
         return 2
     table = render(load_cases(), record)
     if args.write:
-        readme = Path(args.write)
-        readme.write_text(replace_block(readme.read_text(encoding="utf-8"), table), encoding="utf-8")
+        doc = Path(args.write)
+        doc.write_text(replace_block(doc.read_text(encoding="utf-8"), table), encoding="utf-8")
         return 0
     if args.check:
-        readme = Path(args.check)
-        text = readme.read_text(encoding="utf-8")
+        doc = Path(args.check)
+        text = doc.read_text(encoding="utf-8")
         if replace_block(text, table) != text:
-            print(f"{readme}'s hardening table differs from {path}; run: python3 .ci/hardening_table.py "
-                  f"--write {readme}", file=sys.stderr)
+            print(f"{doc}'s hardening table differs from {path}; run: python3 .ci/hardening_table.py "
+                  f"--write {doc}", file=sys.stderr)
             return 1
         return 0
     sys.stdout.write(table)

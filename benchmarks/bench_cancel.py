@@ -36,7 +36,7 @@ class Sample:
 
 
 def measure_ours(workload: Workload, script: str, args: list[str], grace: Optional[float]) -> Sample:
-    from executor.process import run
+    from executor.process.run import run
 
     sample = Sample()
     ready = threading.Event()
@@ -125,7 +125,7 @@ def _summary(samples: list[Sample]) -> tuple[Optional[float], str]:
 def _default_grace() -> float:
     import inspect
 
-    from executor.process import run
+    from executor.process.run import run
 
     return float(inspect.signature(run).parameters["grace_period"].default)
 
@@ -164,7 +164,7 @@ def run(workload: Workload) -> list[Row]:
                              f"result.cancelled={all(s.cancelled for s in samples)}")
             if script == "launcher.py":
                 row.notes.append("the grandchild ignores SIGTERM, so the tree lives until SIGKILL, sent "
-                                 "grace_period seconds after SIGTERM (executor/tree.py ProcessTree.stop): "
+                                 "grace_period seconds after SIGTERM (executor/process/tree.py ProcessTree.stop): "
                                  "tree gone ≈ grace_period, whatever the reader does")
             leftovers = sorted({p for s in samples for p in s.survivors})
             if leftovers:

@@ -2,7 +2,7 @@
 
 The child (children/frames.py) stamps each frame with ``time.monotonic_ns()``;
 the callback subtracts it from its own ``time.monotonic_ns()`` (the same
-system-wide clock on Linux). Ours: ``executor.process.run`` with ``on_event``.
+system-wide clock on Linux). Ours: ``executor.process.run.run`` with ``on_event``.
 Baselines: communicate()+regex (every frame arrives at exit) and text-mode readline.
 """
 
@@ -37,7 +37,7 @@ class Latencies:
 
 
 def measure_ours(workload: Workload) -> Latencies:
-    from executor.process import run
+    from executor.process.run import run
 
     lat = Latencies()
 

@@ -18,7 +18,7 @@ TARGET = 10 * MB
 
 
 def run(workload: Workload) -> list[Row]:
-    from executor.process import run as executor_run
+    from executor.process.run import run as executor_run
 
     command = workload.command("firehose.py", "--bytes", str(SIZE), "--mode", "bulk")
     argv, env, cwd = command.argv, command.env, command.cwd

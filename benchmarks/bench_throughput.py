@@ -2,7 +2,7 @@
 
 References: the same child writing to /dev/null (the target's yardstick) and a
 bare pipe drain (``os.read`` 64 KiB in a loop, no parsing) — the floor any
-pipe reader pays on this machine. Compared: ``executor.process.run`` (parsing
+pipe reader pays on this machine. Compared: ``executor.process.run.run`` (parsing
 every chunk, events to a counting callback), the seed communicate()+regex and a
 text-mode readline loop.
 """
@@ -41,7 +41,7 @@ def timed(fn, *args) -> float:
 
 
 def run(workload: Workload) -> list[Row]:
-    from executor.process import run as executor_run
+    from executor.process.run import run as executor_run
 
     command = workload.command("firehose.py", "--bytes", str(SIZE), "--mode", "frames")
     argv, env, cwd = command.argv, command.env, command.cwd

@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: the child commands, the machine, measurements.
 
-Children are built with the pack's own ``executor.command.python_command`` from a
+Children are built with the pack's own ``executor.process.command.python_command`` from a
 throw-away "checkout" whose ``src/musubi_tuner`` links to ``benchmarks/children``,
 so they get exactly the environment a real musubi child gets, inherited from a
 parent environment WITHOUT ``PYTHONUNBUFFERED`` (users' machines do not export it).
@@ -23,8 +23,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from executor.command import Command, python_command  # noqa: E402
-from executor.config import MusubiInstall, Settings  # noqa: E402
+from executor.process.command import Command, python_command  # noqa: E402
+from executor.setup.discovery import MusubiInstall  # noqa: E402
+from executor.setup.settings import Settings
 
 CHILDREN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "children")
 MB = 1024 * 1024

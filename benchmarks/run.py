@@ -20,7 +20,7 @@ import harness  # noqa: E402  (puts the project root on sys.path)
 from harness import Row, Workload  # noqa: E402
 
 BENCHMARKS = ("latency", "throughput", "memory", "cancel")
-COLUMNS = ("Benchmark", "Metric", "Ours (executor.process.run)", "Seed: communicate()+regex",
+COLUMNS = ("Benchmark", "Metric", "Ours (executor.process.run.run)", "Seed: communicate()+regex",
            "Text-mode readline", "Reference", "Ratio", "Target", "Met")
 
 

@@ -5,9 +5,9 @@
     python -m executor plan SPEC.json [--run] [--runs-dir DIR]
     python -m executor install [--dir DIR] [--ref REF] [--torch BUILD] [--python PATH] [--upgrade]
 
-Each subcommand's work lives beside the code it exercises (``process.cli_run``,
-``probe.cli_check``, ``plan.cli_plan``,
-``setup.install.cli_install``); this module only parses arguments.
+Each subcommand's work lives beside the code it exercises (``process.run.cli_run``,
+``setup.probe.cli_check``, ``runs.cli.cli_plan``, ``setup.install.cli_install``); this module
+only parses arguments.
 """
 
 from __future__ import annotations
@@ -54,15 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.argv:
             print("python -m executor run: give the command after --", file=sys.stderr)
             return 2
-        from .process import cli_run
+        from .process.run import cli_run
         return cli_run(args)
     if args.command == "check":
-        from .probe import cli_check
+        from .setup.probe import cli_check
         return cli_check(args)
     if args.command == "install":
         from .setup.install import cli_install
         return cli_install(args)
-    from .plan import cli_plan
+    from .runs.cli import cli_plan
     return cli_plan(args)
 
 

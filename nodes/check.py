@@ -21,7 +21,7 @@ def settings():
     """
     from dataclasses import replace
 
-    from ..executor.config import load_settings
+    from ..executor.setup.settings import load_settings
     from .guards import write_roots
 
     loaded = load_settings(host.pack_directory(), user_config=host.user_config_file())
@@ -30,9 +30,9 @@ def settings():
 
 def report_text(refresh: bool = False) -> tuple[str, bool]:
     """(text, usable). Setup errors become text too: this node's job is to explain them."""
-    from ..executor.config import resolve_install
+    from ..executor.setup.discovery import resolve_install
     from ..executor.errors import SetupError
-    from ..executor.probe import format_report, probe
+    from ..executor.setup.probe import format_report, probe
 
     lines: list[str] = []
     try:

@@ -16,9 +16,9 @@ from .fingerprint import digest, file_state, folder_state
 from .values import DATASET_TYPE, MusubiDataset, count_items
 
 if TYPE_CHECKING:
-    from ..executor.dataset import DatasetConfig
+    from ..executor.musubi.dataset import DatasetConfig
 
-# executor.dataset (and tomllib) load on first use, not when ComfyUI imports the pack.
+# executor.musubi.dataset (and tomllib) load on first use, not when ComfyUI imports the pack.
 FRAME_EXTRACTIONS = ("head", "chunk", "slide", "uniform", "full")
 
 CATEGORY = "Musubi Tuner/Dataset"
@@ -192,7 +192,7 @@ class MusubiDatasetConfig:
               target_frames: str, frame_extraction: str, frame_stride: int, frame_sample: int,
               max_frames: int, source_fps: float, control_directory: str = "", cache_directory: str = "",
               previous: Optional[MusubiDataset] = None) -> tuple[MusubiDataset]:
-        from ..executor.dataset import DatasetSpec, GeneralSpec, build_dataset_config, render_toml, write_atomic
+        from ..executor.musubi.dataset import DatasetSpec, GeneralSpec, build_dataset_config, render_toml, write_atomic
 
         source = host.resolve_user_path(directory)
         spec: dict[str, Any] = {
@@ -265,7 +265,7 @@ class MusubiLoadDatasetConfig:
     def IS_CHANGED(cls, path: str = "", **_: Any) -> str:
         if not path or not path.strip():
             return ""
-        from ..executor.dataset import load_dataset_config
+        from ..executor.musubi.dataset import load_dataset_config
 
         full = host.resolve_user_path(path)
         config = load_dataset_config(full)
@@ -279,7 +279,7 @@ class MusubiLoadDatasetConfig:
         return digest(full, content, sources)
 
     def load(self, path: str) -> tuple[MusubiDataset]:
-        from ..executor.dataset import load_dataset_config
+        from ..executor.musubi.dataset import load_dataset_config
 
         full = host.resolve_user_path(path)
         config = load_dataset_config(full)

@@ -22,7 +22,7 @@ class DeferredModule:
 
 
 def _load_catalogue() -> Any:
-    from ..executor import catalogue
+    from ..executor.musubi import catalogue
 
     return catalogue
 

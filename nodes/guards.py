@@ -82,7 +82,7 @@ def writable_folder_problem(value: str, what: str, configured: Iterable[str]) ->
     path = host.resolve_user_path(value)
     if os.path.isfile(path):
         return f"{what} {shown(path)} is a file, not a folder"
-    from ..executor.preflight import inside_roots
+    from ..executor.musubi.files import inside_roots
 
     roots = write_roots(configured)
     if not inside_roots(path, roots):
@@ -105,7 +105,7 @@ def caption_extension_problem(value: str) -> Optional[str]:
 def output_name_problem(value: str) -> Optional[str]:
     """The LoRA's file name, as pre-flight judges it (every OS's rules). A trailing
     .safetensors is fine here: the node drops it (musubi adds its own)."""
-    from ..executor.preflight import check_output_name
+    from ..executor.musubi.files import check_output_name
 
     stem = value[:-len(".safetensors")] if value.lower().endswith(".safetensors") else value
     problems = check_output_name(stem)

@@ -17,7 +17,7 @@ from .fingerprint import digest, file_state
 from .values import MODELS_TYPE, MusubiModels
 
 if TYPE_CHECKING:
-    from ..executor.catalogue import Architecture, ModelInput, Selector
+    from ..executor.musubi.catalogue import Architecture, ModelInput, Selector
 
 NONE = "(none)"
 CATEGORY = "Musubi Tuner/Models"

@@ -1,6 +1,6 @@
 """Parser events -> ComfyUI progress: the node's bar (and its preview image), the text on it with
 a tail of the log, and the ``musubi_tuner.progress`` websocket event, all rate-limited.
-``StepReporter.on_event``/``should_cancel`` are the callbacks ``executor.process.run`` calls on the
+``StepReporter.on_event``/``should_cancel`` are the callbacks ``executor.process.run.run`` calls on the
 node's execution thread (ComfyUI's ProgressBar hook raises the interrupt in the calling thread, so a
 reader thread must never touch it). ComfyUI is reached through ``host``; tests inject fakes.
 """
@@ -30,7 +30,7 @@ PHASE_LABELS = {
     "converting": "converting",
     "delivering": "delivering",
 }
-EVENT = "musubi_tuner.progress"  # the custom websocket event (README: "Watching training")
+EVENT = "musubi_tuner.progress"  # the custom websocket event (docs/watching-training.md)
 TAIL_LINES = 12
 TAIL_WIDTH = 160
 PREVIEW_MAX = 768  # longest side of a preview image sent over the websocket
@@ -89,7 +89,7 @@ class StepReporter:
                  send_event: Callable[[str, dict], None] = host.send_event,
                  prompt_id: Callable[[], Optional[str]] = host.prompt_id,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        from ..executor.history import LossRecorder
+        from ..executor.runs.history import LossRecorder
 
         self.node_id = node_id
         self.step = step
@@ -127,7 +127,7 @@ class StepReporter:
         # the loss points of this run, for the live curve (execute_plan writes them to loss.jsonl)
         self.history = LossRecorder() if step == "train" else None
 
-    # --- callbacks for executor.process.run ----------------------------------------------
+    # --- callbacks for executor.process.run.run ----------------------------------------------
 
     def should_cancel(self) -> bool:
         if self._interrupted():

@@ -63,7 +63,7 @@ def _int_query(request: Any, name: str, default: int) -> Optional[int]:
 def run_folder(runs_dir: str, run_id: str) -> Optional[str]:
     """The folder of ``run_id`` directly inside ``runs_dir``, or None: the id must be a plain
     folder name, and the folder, symlinks resolved, must not lead out of ``runs_dir``."""
-    from ..executor.history import valid_run_id
+    from ..executor.runs.history import valid_run_id
 
     if not valid_run_id(run_id):
         return None
@@ -76,7 +76,7 @@ def run_folder(runs_dir: str, run_id: str) -> Optional[str]:
 
 def run_report(runs_dir: str, run_id: str, since: int = 0, history: bool = True) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) for ``GET /musubi-tuner/runs/{run_id}``."""
-    from ..executor.history import run_status, valid_run_id
+    from ..executor.runs.history import run_status, valid_run_id
 
     if not valid_run_id(run_id):
         return 400, {"error": "not a run id: use a folder name from GET /musubi-tuner/runs"}
@@ -88,7 +88,7 @@ def run_report(runs_dir: str, run_id: str, since: int = 0, history: bool = True)
 
 def runs_listing(runs_dir: str, limit: int = 50) -> dict[str, Any]:
     """The newest ``limit`` runs (folder names start with their time), without histories."""
-    from ..executor.history import run_status, valid_run_id
+    from ..executor.runs.history import run_status, valid_run_id
 
     try:
         names = sorted((n for n in os.listdir(runs_dir) if valid_run_id(n)), reverse=True)

@@ -21,7 +21,7 @@ from .progress import StepReporter
 from .values import DATASET_TYPE, MODELS_TYPE, MusubiDataset, MusubiModels
 
 if TYPE_CHECKING:
-    from ..executor.plan import Plan
+    from ..executor.runs.plan import Plan
 
 CATEGORY = "Musubi Tuner/Steps"
 # keyed by the catalogue's step ids, spelled out so importing the nodes does not load the catalogue
@@ -99,8 +99,8 @@ def plan_step(*, step: str, dataset: MusubiDataset, models: MusubiModels, option
     training it is also ``--output_dir``: musubi creates the LoRA files in this brand-new
     folder. ``check_caches=False``: see make_plan.
     """
-    from ..executor.config import resolve_install
-    from ..executor.plan import PlanSpec, make_plan
+    from ..executor.setup.discovery import resolve_install
+    from ..executor.runs.plan import PlanSpec, make_plan
 
     settings = settings or load_settings()
     install = resolve_install(settings)
@@ -116,7 +116,7 @@ def plan_step(*, step: str, dataset: MusubiDataset, models: MusubiModels, option
 
 
 def dry_run_text(plan: Plan, arch: catalogue.Architecture, notes: list[str]) -> str:
-    from ..executor.command import format_command
+    from ..executor.process.command import format_command
 
     lines = [f"DRY RUN: nothing was launched. {arch.display_name}, {STEP_TITLES.get(plan.step, plan.step)} "
              f"({plan.script})", f"run folder: {plan.run_dir}"]
@@ -149,7 +149,7 @@ def run_plan(plan: Plan, reporter: StepReporter) -> Any:
     as InterruptProcessingException from the progress bar's hook inside ``on_event``;
     either way the executor kills the whole process tree first.
     """
-    from ..executor.plan import execute_plan
+    from ..executor.runs.execute import execute_plan
 
     host.free_gpu()
     reporter.run_dir = plan.run_dir

@@ -206,7 +206,7 @@ def train_options(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, 
 
 def write_prompts(text: str) -> str:
     """The sample prompt file musubi reads, content-addressed under output/musubi-tuner/prompts."""
-    from ..executor.dataset import write_atomic
+    from ..executor.musubi.dataset import write_atomic
 
     body = "".join(line.rstrip() + "\n" for line in text.splitlines() if line.strip())
     path = os.path.join(host.output_directory(), host.PACK_FOLDER, "prompts", f"prompts-{digest(body)[:16]}.txt")
@@ -388,7 +388,7 @@ def run_record(run_dir: str) -> dict[str, Any]:
     """The run folder's result.json (status, losses, files), or {} if unreadable."""
     import json
 
-    from ..executor.plan import RESULT_FILE
+    from ..executor.runs.folders import RESULT_FILE
 
     try:
         with open(os.path.join(run_dir, RESULT_FILE), encoding="utf-8") as fh:
@@ -455,8 +455,9 @@ def deliver(trained: str, name: str, arch: catalogue.Architecture, run_dir: str,
 
 def convert(trained: str, name: str, arch: catalogue.Architecture, run_dir: str, reporter: StepReporter) -> str:
     """Run the architecture's converter (through the executor) into ``<run_dir>/convert/``."""
-    from ..executor.config import resolve_install
-    from ..executor.plan import PlanSpec, execute_plan, make_plan
+    from ..executor.setup.discovery import resolve_install
+    from ..executor.runs.plan import PlanSpec, make_plan
+    from ..executor.runs.execute import execute_plan
     from .check import settings as load_settings
 
     settings = load_settings()

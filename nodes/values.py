@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 if TYPE_CHECKING:
-    from ..executor.dataset import DatasetConfig
+    from ..executor.musubi.dataset import DatasetConfig
 
 DATASET_TYPE = "MUSUBI_DATASET"
 MODELS_TYPE = "MUSUBI_MODELS"
@@ -119,7 +119,7 @@ def count_items(config: DatasetConfig) -> tuple[DatasetItems, ...]:
 
 
 def _count_folder(folder: str, kind: str, caption: Optional[str]) -> int:
-    from ..executor.dataset import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+    from ..executor.musubi.dataset import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
     try:
         names = os.listdir(folder)

@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from ..executor.history import LOSS_FILE, latest_samples, read_history, sample_files
+from ..executor.runs.history import LOSS_FILE, latest_samples, read_history, sample_files
 
 CURVE_FILE = "loss_curve.png"
 VIDEO_EXTENSIONS = (".mp4", ".webm")

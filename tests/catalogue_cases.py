@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from executor import catalogue as cat
+from executor.musubi import catalogue as cat
 
 
 def selector_combinations(arch: cat.Architecture):

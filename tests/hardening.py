@@ -4,7 +4,7 @@ A catalogue test carries ``@pytest.mark.hardening(kind, case)`` and may use the 
 fixture to record what it measured (``processes_left``, ``files_lost``, ``channel``). At the end
 of the session every recorded test is merged into ``test-artifacts/hardening.json`` (tests not
 run this time keep their last result), which ``python3 .ci/hardening_table.py`` renders as the
-README's table. Loaded by the catalogue's test files with ``pytest_plugins = ["hardening"]``.
+table in docs/security.md. Loaded by the catalogue's test files with ``pytest_plugins = ["hardening"]``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import Mapping, Optional
 
-from executor.probe import REQUIRED_MODULES
+from executor.setup.probe import REQUIRED_MODULES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -32,7 +32,7 @@ pytest.register_assert_rewrite("hardening", "hardening_e2e")  # before they are 
 
 from comfy_fixtures import tiny  # noqa: E402
 from comfy_harness import ComfyHTTPError  # noqa: E402
-from executor import catalogue as cat  # noqa: E402
+from executor.musubi import catalogue as cat  # noqa: E402
 from hardening_cases import BAD_INPUTS  # noqa: E402
 from hardening_e2e import Hard, changed_files, error_text  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The catalogue against the recorded flag facts of musubi-tuner v0.3.4 (executor/data/musubi_flags.json):
+"""The catalogue against the recorded flag facts of musubi-tuner v0.3.4 (executor/musubi/data/musubi_flags.json):
 every argv it can build uses only flags the target script defines, passes every required one,
 respects choices, and the training defaults are the ones musubi's docs show."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from executor import catalogue as cat
+from executor.musubi import catalogue as cat
 from executor.errors import ConfigError
 from catalogue_cases import all_models, every_option, selector_combinations
-from executor.flagfacts import load_flags
+from executor.musubi.flagfacts import load_flags
 
 FACTS = load_flags()["scripts"]
 ARCHS = list(cat.ARCHITECTURES.values())

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from executor import command as command_module
-from executor.command import (AccelerateOptions, Command, accelerate_command, child_environment,
+from executor.process import command as command_module
+from executor.process.command import (AccelerateOptions, Command, accelerate_command, child_environment,
                               format_command, python_command, script_path)
-from executor.config import MusubiInstall, Settings
+from executor.setup.discovery import MusubiInstall
+from executor.setup.settings import Settings
 from executor.errors import ConfigError, TrainerNotFound
 
 pytestmark = pytest.mark.timeout(60)

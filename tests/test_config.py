@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from executor import config
-from executor.config import (MusubiInstall, Settings, candidate_roots, load_settings, resolve_install,
-                             user_config_path)
+from executor.setup import discovery as discovery_module, settings as settings_module
+from executor.setup.discovery import MusubiInstall, candidate_roots, resolve_install
+from executor.setup.settings import Settings, load_settings, user_config_path
 from executor.errors import ConfigError, TrainerNotFound
 
 pytestmark = pytest.mark.timeout(60)
@@ -144,7 +144,8 @@ def test_user_config_path_per_platform(tmp_path: Path, monkeypatch: pytest.Monke
     # A relative XDG_CONFIG_HOME is invalid per the spec and ignored.
     assert user_config_path({"XDG_CONFIG_HOME": "rel", "HOME": home}) == \
         Path(home) / ".config" / "musubi-tuner-nodes" / "config.json"
-    monkeypatch.setattr(config, "IS_WINDOWS", True)
+    monkeypatch.setattr(settings_module, "IS_WINDOWS", True)
+    monkeypatch.setattr(discovery_module, "IS_WINDOWS", True)
     assert user_config_path({"APPDATA": "/C/Users/Åsa/AppData/Roaming"}) == \
         Path("/C/Users/Åsa/AppData/Roaming/musubi-tuner-nodes/config.json")
     assert user_config_path({"USERPROFILE": home}) == \
@@ -287,7 +288,8 @@ def test_default_search_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                      home / "src" / "musubi-tuner", Path.cwd()):
         assert expected in roots
     assert roots.index(comfy / "musubi-tuner") < roots.index(home / "musubi-tuner")
-    monkeypatch.setattr(config, "IS_WINDOWS", True)
+    monkeypatch.setattr(settings_module, "IS_WINDOWS", True)
+    monkeypatch.setattr(discovery_module, "IS_WINDOWS", True)
     roots = candidate_roots(settings, {"USERPROFILE": str(home)})
     # (On POSIX the drive path is just a relative name; on Windows it is C:\musubi-tuner.)
     assert any(str(r).endswith(str(Path("C:\\") / "musubi-tuner")) for r in roots)
@@ -416,7 +418,8 @@ def test_without_pyvenv_cfg_the_python_is_asked_once(pack: Path, env: dict[str, 
 
 def test_windows_venv_layout(pack: Path, env: dict[str, str], tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config, "IS_WINDOWS", True)
+    monkeypatch.setattr(settings_module, "IS_WINDOWS", True)
+    monkeypatch.setattr(discovery_module, "IS_WINDOWS", True)
     root = make_checkout(tmp_path / "musubi-tuner")
     venv = make_venv(root / "venv", "3.10.11", windows=True)
     install = resolve_install(settings_for(pack, env, root=str(root)))
@@ -427,7 +430,8 @@ def test_windows_venv_layout(pack: Path, env: dict[str, str], tmp_path: Path,
 
 def test_windows_message_names_scripts_python_exe(pack: Path, env: dict[str, str], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config, "IS_WINDOWS", True)
+    monkeypatch.setattr(settings_module, "IS_WINDOWS", True)
+    monkeypatch.setattr(discovery_module, "IS_WINDOWS", True)
     root = make_checkout(tmp_path / "m")
     make_venv(root / "venv")  # a POSIX layout seen from Windows has no Scripts\python.exe
     with pytest.raises(TrainerNotFound) as err:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.dataset import (MARKER, DatasetConfig, DatasetSpec, GeneralSpec, build_dataset_config,
+from executor.musubi.dataset import (MARKER, DatasetConfig, DatasetSpec, GeneralSpec, build_dataset_config,
                               load_dataset_config, render_toml, save_dataset_config, write_atomic)
 from executor.errors import ConfigError
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from executor.errors import PreflightError
-from executor.extra_args import ALWAYS_CONTROLLED, check_extra_args, controlled_flags, parse_extra_args
+from executor.musubi.extra_args import ALWAYS_CONTROLLED, check_extra_args, controlled_flags, parse_extra_args
 
 TRAIN = "wan_train_network.py"
 
@@ -66,7 +66,7 @@ def test_flags_the_pack_controls_are_refused(flag: str, fix: str) -> None:
 def test_controlled_flags_include_the_catalogues_model_and_selector_flags() -> None:
     flags = controlled_flags()
     assert set(ALWAYS_CONTROLLED) <= set(flags)
-    from executor import catalogue
+    from executor.musubi import catalogue
 
     for arch in catalogue.ARCHITECTURES.values():
         for model in arch.models:

@@ -1,4 +1,4 @@
-"""The fault catalogue at plan level (executor.plan with the fake musubi venv): the faults that
+"""The fault catalogue at plan level (executor.runs.plan with the fake musubi venv): the faults that
 happen between two lines of one node call, or need a real full file system.
 
 - the venv disappears after pre-flight and before launch (a race inside one node call);
@@ -28,9 +28,12 @@ pytest.register_assert_rewrite("hardening")
 
 import hardening  # noqa: E402,F401  (registers the marker before the decorators below)
 import media  # noqa: E402
-from executor.config import Settings, resolve_install  # noqa: E402
+from executor.setup.settings import Settings  # noqa: E402
+from executor.setup.discovery import resolve_install
 from executor.errors import TrainerNotFound  # noqa: E402
-from executor.plan import PlanSpec, RunLocked, execute_plan, make_plan  # noqa: E402
+from executor.runs.plan import PlanSpec, make_plan  # noqa: E402
+from executor.runs.locks import RunLocked
+from executor.runs.execute import execute_plan
 from fakes import FakeMusubi, fake_musubi  # noqa: E402,F401  (session fixture)
 from procs import wait_all_gone  # noqa: E402
 
@@ -180,8 +183,10 @@ CHILD = textwrap.dedent("""
     import json, subprocess, sys
     sys.path.insert(0, {root!r})
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", {runs!r}], check=True)
-    from executor.config import Settings, resolve_install
-    from executor.plan import PlanSpec, execute_plan, make_plan
+    from executor.setup.settings import Settings
+    from executor.setup.discovery import resolve_install
+    from executor.runs.plan import PlanSpec, make_plan
+    from executor.runs.execute import execute_plan
 
     settings = Settings(venv_path={venv!r}, root_path={root_musubi!r}, env={env!r})
     install = resolve_install(settings)

@@ -1,13 +1,14 @@
-"""The README's hardening figures come from the test suite: .ci/hardening_table.py renders
+"""The hardening figures in docs/security.md come from the test suite: .ci/hardening_table.py renders
 test-artifacts/hardening.json (written by the catalogue's tests) against the catalogue
-(tests/hardening_cases.py). Every catalogue case has a test tagged with it, and the README's table,
-once it has one, counts out of the catalogue's real sizes.
+(tests/hardening_cases.py). Every catalogue case has a test tagged with it, and the committed table
+counts out of the catalogue's real sizes.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -61,10 +62,10 @@ def test_failures_missing_results_and_leftovers_show() -> None:
     assert "| Processes left behind | 2 " in text and "| Files lost or overwritten | 1 " in text
 
 
-def test_the_readme_block_is_replaced_between_the_markers(tmp_path: Path) -> None:
+def test_the_block_is_replaced_between_the_markers(tmp_path: Path) -> None:
     hardening_table = table_module()
-    readme = f"# x\n\n{hardening_table.START}\nold\n{hardening_table.END}\n\nrest\n"
-    new = hardening_table.replace_block(readme, "| a | b |\n")
+    doc = f"# x\n\n{hardening_table.START}\nold\n{hardening_table.END}\n\nrest\n"
+    new = hardening_table.replace_block(doc, "| a | b |\n")
     assert new == f"# x\n\n{hardening_table.START}\n| a | b |\n{hardening_table.END}\n\nrest\n"
 
 
@@ -90,13 +91,25 @@ def test_every_catalogue_case_has_a_test() -> None:
     assert tagged - wanted == set(), "tests tagged with a case the catalogue does not list"
 
 
-def test_the_readme_table_counts_out_of_the_catalogue() -> None:
+def test_write_fills_the_file_and_check_then_passes(tmp_path: Path) -> None:
     hardening_table = table_module()
-    readme = (ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").is_file() else ""
-    if hardening_table.START not in readme:
-        pytest.skip("README.md has no hardening table yet (python3 .ci/hardening_table.py --write README.md "
-                    "after adding the markers)")
-    block = readme.split(hardening_table.START, 1)[1].split(hardening_table.END, 1)[0]
+    results = tmp_path / "hardening.json"
+    results.write_text(json.dumps(record(every_case(), processes_left=0, files_lost=0)), encoding="utf-8")
+    doc = tmp_path / "security.md"
+    doc.write_text(f"# Security\n\n{hardening_table.START}\nold\n{hardening_table.END}\nrest\n", encoding="utf-8")
+    common = ["--results", str(results)]
+    assert hardening_table.main(["--check", str(doc), *common]) == 1
+    assert hardening_table.main(["--write", str(doc), *common]) == 0
+    assert "| Faults survived" in doc.read_text(encoding="utf-8") and "rest" in doc.read_text(encoding="utf-8")
+    assert hardening_table.main(["--check", str(doc), *common]) == 0
+
+
+def test_the_committed_table_counts_out_of_the_catalogue() -> None:
+    hardening_table = table_module()
+    text = hardening_table.DOC.read_text(encoding="utf-8")
+    assert hardening_table.START in text and hardening_table.END in text, \
+        "docs/security.md lost its hardening markers"
+    block = text.split(hardening_table.START, 1)[1].split(hardening_table.END, 1)[0]
     launched = sum(1 for _, channel in BAD_INPUTS.values() if channel == "launched")
     totals = [int(n) for n in re.findall(r"\| \d+ / (\d+)", block)]
     assert totals == [len(FAULTS), len(BAD_INPUTS) - launched, launched, len(WORKS), len(SECURITY)], block

@@ -20,8 +20,8 @@ import pytest
 
 from comfy_fixtures import fake_musubi_server, tiny
 from comfy_harness import ComfyClient, ComfyServer, PromptRun
-from executor import catalogue as cat
-from executor.flagfacts import load_flags
+from executor.musubi import catalogue as cat
+from executor.musubi.flagfacts import load_flags
 from fakes import FakeMusubi, fake_musubi, png_bytes  # noqa: F401  (fake_musubi is a fixture)
 
 pytestmark = pytest.mark.comfyui

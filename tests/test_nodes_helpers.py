@@ -33,8 +33,8 @@ def pack() -> Iterator[types.SimpleNamespace]:
         loaded = {n: importlib.import_module(f"{PACK}.nodes.{n}") for n in names}
         loaded["events"] = importlib.import_module(f"{PACK}.parsers.events")
         loaded["executor_errors"] = importlib.import_module(f"{PACK}.executor.errors")
-        loaded["catalogue"] = importlib.import_module(f"{PACK}.executor.catalogue")
-        loaded["dataset_module"] = importlib.import_module(f"{PACK}.executor.dataset")
+        loaded["catalogue"] = importlib.import_module(f"{PACK}.executor.musubi.catalogue")
+        loaded["dataset_module"] = importlib.import_module(f"{PACK}.executor.musubi.dataset")
         yield types.SimpleNamespace(**loaded)
     finally:
         for name in [n for n in sys.modules if n == PACK or n.startswith(PACK + ".")]:
@@ -370,7 +370,7 @@ def test_fp8_choices_map_to_musubis_two_switches(pack: Any) -> None:
 
 
 def test_train_node_choices_are_values_musubi_accepts(pack: Any) -> None:
-    from executor.flagfacts import load_flags
+    from executor.musubi.flagfacts import load_flags
 
     flags = load_flags()["scripts"]["wan_train_network.py"]["flags"]
     for name, choices in (("timestep_sampling", pack.training.TIMESTEP_SAMPLING),

@@ -21,7 +21,7 @@ from comfy_harness import ComfyServer
 from comfy_fixtures import TINY_SAFETENSORS, tiny
 from test_nodes_e2e import dataset_node, executed_output, image_folder, models_node
 
-from executor import catalogue as cat
+from executor.musubi import catalogue as cat
 
 pytestmark = [pytest.mark.real_musubi, pytest.mark.comfyui]
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"

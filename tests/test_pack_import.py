@@ -18,11 +18,11 @@ from typing import Iterator
 
 import pytest
 
-from executor import catalogue
+from executor.musubi import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 PACK = "musubi_nodes_import_test"
-DEFERRED = ("executor.catalogue", "executor.errors", "executor.plan", "executor.process", "parsers")
+DEFERRED = ("executor.musubi.catalogue", "executor.errors", "executor.runs.plan", "executor.process.run", "parsers")
 
 
 def modules_after_importing_the_nodes() -> set[str]:
@@ -58,7 +58,7 @@ def pack() -> Iterator[types.SimpleNamespace]:
         spec.loader.exec_module(module)
         yield types.SimpleNamespace(models=importlib.import_module(f"{PACK}.nodes.models"),
                                     steps=importlib.import_module(f"{PACK}.nodes.steps"),
-                                    catalogue=importlib.import_module(f"{PACK}.executor.catalogue"))
+                                    catalogue=importlib.import_module(f"{PACK}.executor.musubi.catalogue"))
     finally:
         for name in [n for n in sys.modules if n == PACK or n.startswith(PACK + ".")]:
             del sys.modules[name]

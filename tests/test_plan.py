@@ -16,10 +16,13 @@ import pytest
 
 import media
 from conftest import PROJECT_ROOT
-from executor.config import Settings, resolve_install
+from executor.setup.settings import Settings
+from executor.setup.discovery import resolve_install
 from executor.errors import ConfigError, PreflightError, TrainerFailed
-from executor.plan import (COMMAND_FILE, LOCK_NAME, LOG_FILE, RESULT_FILE, PlanSpec, RunLock, RunLocked,
-                           execute_plan, make_plan)
+from executor.runs.folders import COMMAND_FILE, LOCK_NAME, LOG_FILE, RESULT_FILE
+from executor.runs.plan import PlanSpec, make_plan
+from executor.runs.locks import RunLock, RunLocked
+from executor.runs.execute import execute_plan
 from fakes import fake_musubi  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.timeout(120)
@@ -385,7 +388,7 @@ def test_taking_over_an_unreadable_lock_never_removes_a_competitors_fresh_lock(t
     # Two runs find the same garbage lock (a torn write, older than the grace time); the
     # competitor takes it over first and writes its own lock. Our take-over then moves the
     # competitor's lock, not the garbage: it must be put back, or both runs would write.
-    from executor.plan import _take_over
+    from executor.runs.locks import _take_over
 
     folder = tmp_path / "out"
     folder.mkdir()

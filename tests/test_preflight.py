@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 import media
-from executor.config import MusubiInstall, Settings, resolve_install
-from executor.dataset import DatasetSpec, GeneralSpec, build_dataset_config, save_dataset_config
-from executor.preflight import check_output_name, preflight, sniff_model_file
-from executor.probe import ProbeReport
+from executor.setup.discovery import MusubiInstall, resolve_install
+from executor.setup.settings import Settings
+from executor.musubi.dataset import DatasetSpec, GeneralSpec, build_dataset_config, save_dataset_config
+from executor.musubi.files import check_output_name, sniff_model_file
+from executor.musubi.preflight import preflight
+from executor.setup.probe import ProbeReport
 from fakes import fake_musubi  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from executor import probe as probe_module
-from executor.config import MusubiInstall, Settings, load_settings, resolve_install
-from executor.probe import (OPTIONAL_MODULES, REQUIRED_MODULES, ProbeReport, attention_available,
+from executor.setup import probe as probe_module
+from executor.setup.discovery import MusubiInstall, resolve_install
+from executor.setup.settings import Settings, load_settings
+from executor.setup.probe import (OPTIONAL_MODULES, REQUIRED_MODULES, ProbeReport, attention_available,
                             format_report, probe)
 
 pytestmark = pytest.mark.timeout(120)

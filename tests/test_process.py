@@ -1,4 +1,4 @@
-"""executor.process.run with real children: the fake musubi venv and tiny ``-c`` programs.
+"""executor.process.run.run with real children: the fake musubi venv and tiny ``-c`` programs.
 
 Every test has a timeout; timing assertions are only generous bounds ("the tree
 is gone within 10 s"), so the suite holds on a loaded 2-core machine.
@@ -22,11 +22,11 @@ import pytest
 
 from procs import wait_all_gone
 
-from executor import tree as tree_module
-from executor.command import Command
+from executor.process import tree as tree_module
+from executor.process.command import Command
 from executor.errors import (Cancelled, MissingModule, OutOfMemory, Stalled, TimedOut, TrainerFailed,
                              TrainerNotFound)
-from executor.process import TAIL_LINE_CHARS, TAIL_LINES, run
+from executor.process.run import TAIL_LINE_CHARS, TAIL_LINES, run
 from parsers.events import Checkpoint, Epoch, LogLine, ModelSaved, Progress
 
 if TYPE_CHECKING:
@@ -167,8 +167,9 @@ def test_output_is_timely_without_pythonunbuffered_in_our_environment(fake_musub
                                                                      tmp_path: Path) -> None:
     """The pack's command sets PYTHONUNBUFFERED for the child, so stdout lines
     (print) are not held back until exit although our own env lacks it."""
-    from executor.command import python_command
-    from executor.config import MusubiInstall, load_settings
+    from executor.process.command import python_command
+    from executor.setup.discovery import MusubiInstall
+    from executor.setup.settings import load_settings
 
     assert "PYTHONUNBUFFERED" not in os.environ  # conftest removes it, as on users' machines
     ws = Workspace(fake_musubi, tmp_path)
@@ -493,8 +494,8 @@ def test_when_the_parent_dies_the_whole_tree_dies(workspace: Workspace, tmp_path
     parent_code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(PROJECT_ROOT)!r})
-        from executor.command import Command
-        from executor.process import run
+        from executor.process.command import Command
+        from executor.process.run import run
         from parsers.events import Progress
 
         def on_event(event):

@@ -1,7 +1,7 @@
 """Against a REAL musubi-tuner checkout (skipped unless MUSUBI_TUNER_ROOT points at one with a
 venv in <root>/.venv or MUSUBI_TUNER_ENV): every argv the catalogue builds, for every
 architecture, step and selector combination, is parsed by the real script's own argparse
-parser (via executor/argparse_probe.py, which stops each script before it loads anything), and
+parser (via executor/musubi/argparse_probe.py, which stops each script before it loads anything), and
 the committed flag facts match the checkout. On machines without CUDA, ../shared/tools/cuda_shim
 (or MUSUBI_TUNER_TEST_PYTHONPATH) goes on the scripts' PYTHONPATH: Wan scripts need it to import.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from catalogue_cases import all_models, every_option, selector_combinations
-from executor import catalogue as cat
-from executor.flagfacts import load_flags, probe, probe_environment
+from executor.musubi import catalogue as cat
+from executor.musubi.flagfacts import load_flags, probe, probe_environment
 
 pytestmark = pytest.mark.real_musubi
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -107,11 +107,11 @@ def test_every_catalogue_argv_parses_in_the_real_script(parsed: dict) -> None:
 
 @pytest.mark.timeout(1800)
 def test_recorded_flag_facts_match_the_checkout(parsed: dict) -> None:
-    from executor.flagfacts import _describe_checkout
+    from executor.musubi.flagfacts import _describe_checkout
 
     commit = _describe_checkout(parsed["root"])["commit"] or ""
     if not commit.startswith(load_flags()["musubi_tuner"]["commit"][:7]):
-        pytest.skip(f"checkout {commit[:7]} is not the recorded commit; regenerate with python -m executor.flagfacts")
+        pytest.skip(f"checkout {commit[:7]} is not the recorded commit; regenerate with python -m executor.musubi.flagfacts")
     for script, answer in parsed["answers"].items():
         assert answer["facts"]["flags"] == RECORDED[script]["flags"], script
         assert answer["facts"]["positionals"] == RECORDED[script]["positionals"], script
@@ -173,8 +173,10 @@ def test_wan_plan_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
 
     import psutil
 
-    from executor.config import load_settings
-    from executor.plan import RESULT_FILE, execute_plan, make_plan
+    from executor.setup.settings import load_settings
+    from executor.runs.folders import RESULT_FILE
+    from executor.runs.execute import execute_plan
+    from executor.runs.plan import make_plan
 
     root, python = _install()
     if os.environ.get("MUSUBI_TUNER_E2E") != "1":
@@ -246,8 +248,8 @@ def _safetensors(path: Path) -> None:
 def test_every_plan_command_parses_in_the_real_script(tmp_path: Path) -> None:
     """The "Done when" of the catalogue issue: for every architecture x step, the command
     make_plan builds (pre-flight included) is accepted by the real script's parser."""
-    from executor.config import load_settings
-    from executor.plan import make_plan
+    from executor.setup.settings import load_settings
+    from executor.runs.plan import make_plan
 
     root, python = _install()
     env = _environment(root)

@@ -26,11 +26,12 @@ import pytest
 pytest.register_assert_rewrite("hardening")
 
 import hardening  # noqa: E402,F401  (registers the marker before the decorators below)
-from executor import catalogue as cat  # noqa: E402
-from executor.command import Command, accelerate_command, python_command, script_path  # noqa: E402
-from executor.config import MusubiInstall, load_settings  # noqa: E402
+from executor.musubi import catalogue as cat  # noqa: E402
+from executor.process.command import Command, accelerate_command, python_command, script_path  # noqa: E402
+from executor.setup.discovery import MusubiInstall  # noqa: E402
+from executor.setup.settings import load_settings
 from executor.errors import ConfigError, TrainerFailed, TrainerNotFound  # noqa: E402
-from executor.process import run  # noqa: E402
+from executor.process.run import run  # noqa: E402
 
 pytest_plugins = ["hardening"]
 pytestmark = pytest.mark.timeout(120)
@@ -40,13 +41,13 @@ PACKAGE = ("__init__.py", "executor", "parsers", "nodes")
 
 # Every place the pack starts a process, reviewed: (file, enclosing function).
 PROCESS_CALL_SITES = {
-    ("executor/config.py", "venv_python_version"),   # <venv python> -I -c "print(sys.version_info)"
-    ("executor/probe.py", "_run_probe"),             # <venv python> -c PROBE_SCRIPT (imports, no installs)
-    ("executor/flagfacts.py", "probe"),              # developer tool: the real scripts' argparse, read only
-    ("executor/flagfacts.py", "_describe_checkout"), # developer tool: git rev-parse HEAD
-    ("executor/process.py", "_launch"),              # the supervisor, then the command
-    ("executor/process.py", "_launch_windows"),      # the command in a Job Object
-    ("executor/supervisor.py", "main"),              # the command (argv from process._launch)
+    ("executor/setup/discovery.py", "venv_python_version"),# <venv python> -I -c "print(sys.version_info)"
+    ("executor/setup/probe.py", "_run_probe"),             # <venv python> -c PROBE_SCRIPT (imports, no installs)
+    ("executor/musubi/flagfacts.py", "probe"),              # developer tool: the real scripts' argparse, read only
+    ("executor/musubi/flagfacts.py", "_describe_checkout"), # developer tool: git rev-parse HEAD
+    ("executor/process/run.py", "_launch"),              # the supervisor, then the command
+    ("executor/process/run.py", "_launch_windows"),      # the command in a Job Object
+    ("executor/process/supervisor.py", "main"),              # the command (argv from process._launch)
 }
 SPAWNERS = {"run", "Popen", "call", "check_call", "check_output", "create_subprocess_exec",
             "create_subprocess_shell", "system", "popen", "startfile", "execv", "execve", "execvp", "execvpe",
@@ -114,7 +115,7 @@ def test_the_pack_has_no_eval_exec_or_compile() -> None:
                     # argparse_probe runs a musubi script of the configured checkout, inside musubi's
                     # venv, stopped at argument parsing (flag facts; a developer tool)
                     if top in ("pickle", "marshal", "code", "codeop", "runpy") \
-                            and (name, top) != ("executor/argparse_probe.py", "runpy"):
+                            and (name, top) != ("executor/musubi/argparse_probe.py", "runpy"):
                         found.append(f"{name}:{node.lineno} imports {module}")
     assert found == []
 
@@ -233,7 +234,7 @@ def test_plans_take_scripts_from_the_catalogue_only() -> None:
     for name, tree in parsed():
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and call_name(node) in ("python_command", "accelerate_command"):
-                assert name == "executor/plan.py", f"{name}:{node.lineno} builds a command itself"
+                assert name == "executor/runs/plan.py", f"{name}:{node.lineno} builds a command itself"
                 script = ast.unparse(node.args[1])
                 assert script.startswith("arch.scripts["), f"{name}:{node.lineno}: script {script}"
 

@@ -27,7 +27,7 @@ import pytest
 pytest.register_assert_rewrite("hardening", "hardening_e2e")  # before they are imported below
 
 from comfy_harness import ComfyHTTPError  # noqa: E402
-from executor import catalogue as cat  # noqa: E402
+from executor.musubi import catalogue as cat  # noqa: E402
 from hardening_e2e import Hard  # noqa: E402
 
 pytestmark = pytest.mark.comfyui

@@ -20,10 +20,14 @@ from typing import Any, Iterator
 import pytest
 
 import media
-from executor.config import Settings, resolve_install
-from executor.history import (LOSS_FILE, LossRecorder, latest_samples, read_history, run_status, sample_files,
+from executor.setup.settings import Settings
+from executor.setup.discovery import resolve_install
+from executor.runs.history import (LOSS_FILE, LossRecorder, latest_samples, read_history, run_status, sample_files,
                               summarize, valid_run_id)
-from executor.plan import LOCK_NAME, RESULT_FILE, PlanSpec, RunLock, execute_plan, make_plan
+from executor.runs.folders import LOCK_NAME, RESULT_FILE
+from executor.runs.plan import PlanSpec, make_plan
+from executor.runs.locks import RunLock
+from executor.runs.execute import execute_plan
 from fakes import fake_musubi  # noqa: F401  (session fixture)
 from parsers.events import Epoch, LogLine, Progress, TotalSteps
 
@@ -521,7 +525,7 @@ def test_watching_adds_nothing_heavy_to_the_pack_import() -> None:
         "m = importlib.util.module_from_spec(spec); sys.modules['p'] = m; spec.loader.exec_module(m)\n"
         "importlib.import_module('p.nodes')\n"
         "print(sorted({'PIL', 'numpy', 'torch', 'av', 'aiohttp', 'asyncio', 'p.nodes.watch', 'p.nodes.lossplot',"
-        " 'p.executor.history'} & set(sys.modules)))\n"
+        " 'p.executor.runs.history'} & set(sys.modules)))\n"
     )
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

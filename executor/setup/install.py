@@ -19,20 +19,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, TextIO
 
-from ..command import Command, format_command
-from ..config import (ENV_ROOT, ENV_USER_CONFIG, ENV_VENV, ConfigError, TrainerNotFound, load_settings, resolve_install,
-                      user_config_path, user_data_dir, venv_python)
-from ..errors import SetupError
+from ..errors import ConfigError, SetupError, TrainerNotFound
+from ..process.command import Command, format_command
+from .discovery import resolve_install, venv_python
 from .packages import TorchSource, ensure_musubi, ensure_torch
 from .runner import InstallError, InstallLog, Reporter, free_bytes
 from .steps import Session, ensure_checkout, ensure_venv, git_hint, is_checkout, venv_state
 from .torch_index import VARIANTS, choose_variant, query_nvidia_smi
+from .settings import ENV_ROOT, ENV_USER_CONFIG, ENV_VENV, load_settings, user_config_path, user_data_dir
 from .user_settings import read_settings_file, write_musubi_paths
 
 __all__ = ["PACK_REF", "PACK_COMMIT", "DEFAULT_GIT_URL", "ENV_GIT", "add_arguments", "cli_install",
            "install", "install_command", "default_install_dir"]
 
-# The musubi-tuner release the pack's flag facts (executor/data/musubi_flags.json) were
+# The musubi-tuner release the pack's flag facts (executor/musubi/data/musubi_flags.json) were
 # recorded from; tests/test_install.py keeps these two equal to that file.
 PACK_REF = "v0.3.4"
 PACK_COMMIT = "30c658c4f4b0bf05038b3346eff9670259b10fc7"
@@ -137,9 +137,9 @@ def _run(args: argparse.Namespace, env: dict[str, str], ui: Reporter, log: Insta
     ui.print(f"    settings:     {settings_file}")
     if args.ref != PACK_REF:
         ui.warn(f"the pack's flag checks were recorded for musubi-tuner {PACK_REF}; with {args.ref} some flags "
-                "may be missing or wrongly refused. Refresh them after installing: python -m executor.flagfacts "
+                "may be missing or wrongly refused. Refresh them after installing: python -m executor.musubi.flagfacts "
                 f"--musubi-root \"{root}\" --python \"{venv_python(venv) or venv}\" "
-                "--out executor/data/musubi_flags.json (see the README)")
+                "--out executor/musubi/data/musubi_flags.json (see docs/development.md)")
     s = Session(root=root, venv=venv, ref=args.ref, git_url=git_url, upgrade=args.upgrade, log=log, ui=ui,
                 environ=env)
     python = venv_python(venv)
@@ -250,7 +250,7 @@ def _check_space(s: Session, state: dict, source: Optional[TorchSource]) -> None
 
 
 def _check(s: Session, settings) -> None:
-    from ..probe import format_report, probe
+    from .probe import format_report, probe
 
     trial = replace(settings, root_path=str(s.root), venv_path=str(s.venv),
                     origins={**settings.origins, "musubi_tuner.root_path": "python -m executor install",

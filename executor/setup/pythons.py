@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
-from ..config import IS_WINDOWS, SUPPORTED_PYTHON
+from .settings import IS_WINDOWS, SUPPORTED_PYTHON
 
 __all__ = ["FoundPython", "find_python", "inspect_python", "find_uv", "supported", "NoPython"]
 

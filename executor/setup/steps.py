@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import venv_python, venv_python_version
+from .discovery import venv_python, venv_python_version
 from . import pythons
 from .runner import InstallError, InstallLog, Reporter, Result, explain, run_logged
 from .torch_index import index_url, variant_of_version

@@ -3,31 +3,25 @@
 Cheap checks only (stat, directory listings, 32-byte header sniffs, the cached venv probe):
 no model is loaded, no musubi code runs, so a broken setup is rejected in well under a
 second instead of after minutes of model loading. Each Problem names the input and the
-fix. Imports only the standard library and sibling modules.
+fix. Imports only the standard library, its own room and ``setup`` (the install and its
+probe). The dataset checks are ``preflight_dataset``; file helpers are ``files``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import struct
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
-from .dataset import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DatasetConfig, DatasetSpec, load_dataset_config
-from .errors import SetupError
+from .dataset import DatasetConfig, load_dataset_config
+from ..errors import SetupError
 from .extra_args import check_extra_args
-from .problems import ERROR, WARNING, Problem
+from .files import MODEL_EXTENSIONS, check_output_name, existing_outputs, free_name, resolve, sniff_model_file
+from .preflight_dataset import check_datasets
+from ..problems import ERROR, WARNING, Problem
 
-__all__ = ["preflight", "effective_options", "check_output_name", "existing_outputs", "sniff_model_file",
-           "MODEL_EXTENSIONS"]
-
-# What musubi's loaders open: safetensors (most DiTs must be), torch pickles/zips.
-MODEL_EXTENSIONS = (".safetensors", ".sft", ".pt", ".pth", ".bin", ".ckpt")
-_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
-                     *(f"lpt{i}" for i in range(1, 10))}
-_BAD_NAME_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+__all__ = ["preflight", "effective_options"]
 
 # Pack-level options: consumed by plans, never passed to musubi.
 PACK_OPTIONS = ("overwrite",)
@@ -40,13 +34,6 @@ def _steps():
 
 
 # ---------------------------------------------------------------- small helpers
-
-def _resolve(path: str, cwd: Optional[str]) -> str:
-    path = os.path.expanduser(path)
-    if os.path.isabs(path) or not cwd:
-        return path
-    return os.path.join(cwd, path)
-
 
 def _is_set(value: Any) -> bool:
     return value is not None and value is not False and value != ""
@@ -68,80 +55,6 @@ def effective_options(arch: Any, step: str, options: Optional[Mapping[str, Any]]
         pass  # bad selectors are reported on their own
     out.update(options or {})
     return {k: v for k, v in out.items() if _is_set(v)}
-
-
-def sniff_model_file(path: str) -> Optional[str]:
-    """None when ``path`` looks like a model file of its extension, else why not.
-    Reads at most 32 bytes."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as fh:
-            head = fh.read(32)
-    except OSError as exc:
-        return f"cannot read it ({exc.strerror or exc})"
-    if size == 0:
-        return "the file is empty (an interrupted download?)"
-    if head.startswith(b"version https://git-lfs"):
-        return "it is a Git LFS pointer, not the model (the download fetched only the pointer)"
-    if head.lstrip().lower().startswith((b"<!doctype", b"<html")):
-        return "it is an HTML page (a failed download), not a model"
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".safetensors", ".sft"):
-        if len(head) < 9:
-            return "too short to be a safetensors file"
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if header_len < 2 or header_len > 100 * 1024 * 1024 or 8 + header_len > size or head[8:9] != b"{":
-            return "not a valid safetensors file (bad header; truncated or renamed?)"
-    elif ext == ".gguf" or head.startswith(b"GGUF"):
-        return "it is a GGUF file; musubi-tuner reads only .safetensors / PyTorch checkpoints"
-    elif ext in (".pt", ".pth", ".bin", ".ckpt"):
-        if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
-            return "not a PyTorch checkpoint (neither a zip nor a pickle)"
-    return None
-
-
-def check_output_name(name: Any, input_name: str = "output_name") -> list[Problem]:
-    """A LoRA name becomes a file name on every OS, and a command-line value."""
-    fix = "use letters, digits, '-' and '_' only, e.g. my_lora"
-    if not isinstance(name, str) or not name.strip():
-        return [Problem(input_name, "no output name", "give the LoRA a name, e.g. my_lora")]
-    out: list[Problem] = []
-    if "\x00" in name:
-        return [Problem(input_name, "contains a NUL character", fix)]
-    if name.startswith("-"):
-        out.append(Problem(input_name, f"{name!r} starts with '-', so musubi would read it as a flag", fix))
-    if _BAD_NAME_CHARS.search(name) or name in (".", ".."):
-        out.append(Problem(input_name, f"{name!r} contains path separators or characters Windows forbids "
-                           "in file names", fix))
-    if name.endswith((".", " ")):
-        out.append(Problem(input_name, f"{name!r} ends with a dot or space, which Windows strips", fix))
-    if name.split(".")[0].strip().lower() in _WINDOWS_RESERVED:
-        out.append(Problem(input_name, f"{name!r} is a reserved device name on Windows", fix))
-    if len(name) > 150:
-        out.append(Problem(input_name, f"the name is {len(name)} characters long", "use at most 150 characters"))
-    if name.lower().endswith(".safetensors"):
-        out.append(Problem(input_name, "musubi adds .safetensors itself",
-                           f"write {name[:-len('.safetensors')]!r}"))
-    return out
-
-
-def existing_outputs(output_dir: str, output_name: str) -> list[str]:
-    """LoRA files (final and per-epoch/step) a training run named ``output_name`` would write over."""
-    try:
-        names = os.listdir(output_dir)
-    except OSError:
-        return []
-    pattern = re.compile(re.escape(output_name) + r"(-\d{6}|-step\d{8})?\.safetensors$")
-    return sorted(os.path.join(output_dir, n) for n in names if pattern.match(n))
-
-
-def _free_name(output_dir: str, output_name: str) -> str:
-    base = re.sub(r"-\d+$", "", output_name)
-    for n in range(2, 1000):
-        candidate = f"{base}-{n}"
-        if not existing_outputs(output_dir, candidate):
-            return candidate
-    return f"{base}-new"
 
 
 # ---------------------------------------------------------------- the checks
@@ -230,7 +143,7 @@ def preflight(arch: Any, step: str, *, settings: Any = None, install: Any = None
             config = dataset if isinstance(dataset, DatasetConfig) else load_dataset_config(dataset)
             problems.extend(config.problems)
             if resolved is not None:
-                _check_datasets(ctx, config, suffix)
+                check_datasets(ctx, config, suffix)
 
     if step in (cat.TRAIN, cat.CONVERT):
         _check_output(ctx, settings, output_dir, output_name, overwrite or _is_set(opts.get("resume")))
@@ -256,7 +169,7 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 
 def _check_install(settings: Any, problems: list[Problem]) -> Any:
-    from .config import resolve_install
+    from ..setup.discovery import resolve_install
 
     try:
         return resolve_install(settings)
@@ -327,7 +240,7 @@ def _check_model_value(ctx: _Context, input_name: str, label: str, value: Any, k
         ctx.error(input_name, f"{value!r} starts with '-', so musubi would read it as a flag",
                   "use the full path of the file")
         return
-    path = _resolve(value, ctx.cwd)
+    path = resolve(value, ctx.cwd)
     if kind == "hf_id" and not os.path.exists(path) and re.match(r"^[\w.-]+/[\w.-]+$", value) \
             and not value.lower().endswith(MODEL_EXTENSIONS):
         return  # a Hugging Face id: fetched (or read from the HF cache) by musubi itself
@@ -352,251 +265,6 @@ def _check_model_value(ctx: _Context, input_name: str, label: str, value: Any, k
         ctx.error(input_name, f"{path}: {why}", "download the model again (a .safetensors file)")
 
 
-def _source_label(ds: DatasetSpec) -> str:
-    for key in ("image_directory", "image_jsonl_file", "video_directory", "video_jsonl_file"):
-        if getattr(ds, key) is not None:
-            return key
-    return "source"
-
-
-def _listdir(path: str) -> Optional[list[str]]:
-    try:
-        with os.scandir(path) as it:
-            # musubi globs with '*', which skips dot-files.
-            return [e.name for e in it if not e.name.startswith(".")]
-    except OSError:
-        return None
-
-
-def _check_datasets(ctx: _Context, config: DatasetConfig, suffix: Optional[str]) -> None:
-    cat = _steps()
-    arch, step = ctx.arch, ctx.step
-    media_kinds = arch.media_for(ctx.selectors)
-    control = arch.control_for(ctx.selectors)
-    video_archs = [a.display_name for a in cat.ARCHITECTURES.values() if "video" in a.media]
-    for i, ds in enumerate(config.datasets):
-        prefix = f"datasets[{i}]"
-        if ds.kind is None or ds.source is None:
-            continue  # reported by the loader
-        if ds.kind == "video" and "video" not in media_kinds:
-            if "video" in arch.media:
-                fix = "use image_directory with still images in this mode, or change the selectors"
-            else:
-                fix = ("use image_directory with still images, or an architecture that takes video: "
-                       + ", ".join(video_archs))
-            ctx.error(prefix, f"a video dataset, but {arch.display_name} trains on images here "
-                      f"(musubi: Unsupported architecture: {suffix or arch.cache_suffix})", fix)
-            continue
-        if ds.kind == "image" and "image" not in media_kinds:
-            ctx.error(prefix, f"an image dataset, but {arch.display_name} trains on video clips in this mode",
-                      "use video_directory, or select the one-frame mode")
-            continue
-        source_key = _source_label(ds)
-        source = _resolve(ds.source, ctx.cwd)
-        media: list[str] = []
-        if ds.directory is not None:
-            media = _check_media_folder(ctx, config, i, source, source_key, need_media=step != cat.TRAIN)
-        else:
-            _check_jsonl(ctx, prefix, source_key, source, ds.kind, control)
-        if ds.control_directory is not None or control in ("required", "exactly_one"):
-            _check_controls(ctx, ds, prefix, media, control, suffix)
-        cache = config.cache_directory(i)
-        if cache is not None:
-            cache_path = _resolve(cache, ctx.cwd)
-            if os.path.isfile(cache_path):
-                ctx.error(f"{prefix}.cache_directory", f"{cache_path} is a file, not a folder",
-                          "point cache_directory at a folder (it is created if missing)")
-            elif step == cat.TRAIN and suffix and ctx.check_caches:
-                _check_caches(ctx, prefix, cache_path, suffix, ds.kind)
-            elif step != cat.TRAIN and ctx.roots and not inside_roots(cache_path, ctx.roots):
-                # Caching writes there, and deletes the cache files the dataset no longer makes.
-                where = "" if ds.cache_directory is not None else \
-                    " (no cache_directory: musubi writes the caches into the media folder)"
-                ctx.error(f"{prefix}.cache_directory", f"{cache_path}{where} is outside the folders this pack "
-                          f"may write to ({', '.join(ctx.roots)})", "set cache_directory to a folder inside one of "
-                          "them, or add the folder to output_roots in the settings file on the server")
-
-
-def inside_roots(path: str, roots: Iterable[str]) -> bool:
-    """``path`` is one of ``roots`` or inside one (symlinks resolved, case as the OS compares)."""
-    real = os.path.normcase(os.path.realpath(path))
-    for root in roots:
-        base = os.path.normcase(os.path.realpath(root))
-        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
-            return True
-    return False
-
-
-def _check_media_folder(ctx: _Context, config: DatasetConfig, i: int, folder: str, key: str,
-                        need_media: bool) -> list[str]:
-    """Counts media and captions; returns the media files musubi will use."""
-    ds = config.datasets[i]
-    name = f"datasets[{i}].{key}"
-    if not os.path.exists(folder):
-        if need_media:
-            ctx.error(name, f"folder not found: {folder}", "check the path (absolute paths are safest)")
-        return []
-    if not os.path.isdir(folder):
-        ctx.error(name, f"{folder} is a file, not a folder", f"set {key} to the folder holding the media")
-        return []
-    names = _listdir(folder) or []
-    exts = IMAGE_EXTENSIONS if ds.kind == "image" else VIDEO_EXTENSIONS
-    media = sorted(n for n in names if os.path.splitext(n)[1] in exts)
-    # Videos may also be folders of frames only through JSONL, so only files count here.
-    caption_ext = config.caption_extension(i)
-    if not media:
-        if need_media:
-            kinds = " ".join(sorted({e.lower() for e in exts}))
-            ctx.error(name, f"no {'images' if ds.kind == 'image' else 'videos'} in {folder} "
-                      "(musubi would report 'found 0' and cache nothing)",
-                      f"put the training {'images' if ds.kind == 'image' else 'videos'} ({kinds}) in that folder")
-        return []
-    if not isinstance(caption_ext, str) or not caption_ext:
-        return media
-    # musubi matches captions by splitext(caption name), i.e. "a.txt" -> "a".
-    caption_bases = {os.path.splitext(n)[0] for n in names if n.endswith(caption_ext)}
-    with_caption = [m for m in media if os.path.splitext(m)[0] in caption_bases]
-    missing = len(media) - len(with_caption)
-    kind_word = "image" if ds.kind == "image" else "video"
-    if ds.kind == "image":
-        if not with_caption:
-            if need_media:
-                ctx.error(name, f"none of the {len(media)} images in {folder} has a {caption_ext} caption file "
-                          "(musubi skips images without one, so nothing would be trained)",
-                          f"add a caption file beside each image: {os.path.splitext(media[0])[0]}{caption_ext}")
-        elif missing and need_media:
-            examples = ", ".join(m for m in media if os.path.splitext(m)[0] not in caption_bases)[:200]
-            ctx.warn(name, f"{missing} of {len(media)} images have no {caption_ext} caption and will be "
-                     f"skipped silently by musubi ({examples})",
-                     f"add a {caption_ext} file beside each, or remove those images")
-    elif missing and need_media:
-        # Video captions are read unconditionally: a missing one stops caching.
-        ctx.error(name, f"{missing} of {len(media)} videos have no {caption_ext} caption file "
-                  "(musubi stops with FileNotFoundError)", f"add a {caption_ext} file beside each {kind_word}")
-    return with_caption if ds.kind == "image" else media
-
-
-def _check_jsonl(ctx: _Context, prefix: str, key: str, path: str, kind: str, control: str) -> list[str]:
-    name = f"{prefix}.{key}"
-    if not os.path.exists(path):
-        ctx.error(name, f"file not found: {path}", "check the path of the JSONL file")
-        return []
-    if os.path.isdir(path):
-        ctx.error(name, f"{path} is a folder, not a JSONL file",
-                  f"use {'image' if kind == 'image' else 'video'}_directory for a folder")
-        return []
-    media_key = "image_path" if kind == "image" else "video_path"
-    items: list[str] = []
-    bad: list[int] = []
-    try:
-        with open(path, "rb") as fh:
-            for n, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    item = json.loads(raw)
-                except ValueError:
-                    bad.append(n)
-                    continue
-                if not isinstance(item, dict) or media_key not in item or "caption" not in item:
-                    bad.append(n)
-                    continue
-                items.append(str(item[media_key]))
-    except OSError as exc:
-        ctx.error(name, f"cannot read {path}: {exc.strerror or exc}", "check the file's permissions")
-        return []
-    if bad:
-        ctx.error(name, f"{len(bad)} line(s) of {path} are not JSON objects with {media_key!r} and "
-                  f"'caption' (line {', '.join(map(str, bad[:5]))})",
-                  f'write one object per line: {{"{media_key}": "/abs/path", "caption": "..."}}')
-    elif not items:
-        ctx.error(name, f"{path} lists no items", f"add one JSON object per line with {media_key} and caption")
-    return items
-
-
-def _control_map(image_bases: list[str], control_names: list[str]) -> dict[str, list[str]]:
-    """musubi's rule: a control matches an image when its file name starts with the image's
-    base name followed by '.' or '_'; longer image names pick first; a control is used once."""
-    index: dict[str, list[str]] = {}
-    for c in control_names:
-        for k, ch in enumerate(c):
-            if ch in "._":
-                index.setdefault(c[:k], []).append(c)
-    used: set[str] = set()
-    out: dict[str, list[str]] = {}
-    for base in sorted(image_bases, key=len, reverse=True):
-        found = [c for c in index.get(base, []) if c not in used]
-        used.update(found)
-        out[base] = found
-    return out
-
-
-def _check_controls(ctx: _Context, ds: DatasetSpec, prefix: str, media: list[str], control: str,
-                    suffix: Optional[str]) -> None:
-    name = f"{prefix}.control_directory"
-    who = ctx.arch.display_name
-    if ds.control_directory is None:
-        if ds.directory is not None:
-            need = "exactly one control image per image" if control == "exactly_one" else "control images"
-            ctx.error(name, f"{who} needs {need}, but no control_directory is set",
-                      "set control_directory to a folder with one control image per training image, "
-                      "named like the image (img1.png -> img1.png or img1_0.png)")
-        return
-    if control == "none":
-        ctx.warn(name, f"{who} does not use control images; control_directory is ignored",
-                 "remove control_directory")
-    folder = _resolve(ds.control_directory, ctx.cwd)
-    if not os.path.isdir(folder):
-        ctx.error(name, f"control folder not found: {folder}" if not os.path.exists(folder)
-                  else f"{folder} is a file, not a folder", "point control_directory at the control images' folder")
-        return
-    if not media:
-        return
-    names = _listdir(folder) or []
-    if ds.kind == "video":
-        stems = {os.path.splitext(n)[0] for n in names if os.path.splitext(n)[1] in VIDEO_EXTENSIONS
-                 or os.path.isdir(os.path.join(folder, n))}
-        missing = [m for m in media if m not in names and os.path.splitext(m)[0] not in stems]
-    else:
-        controls = [n for n in names if os.path.splitext(n)[1] in IMAGE_EXTENSIONS]
-        per_image = 1
-        if suffix in ("wan", "fp") and ds.fp_1f_clean_indices:
-            per_image = len(ds.fp_1f_clean_indices)
-        matched = _control_map([os.path.splitext(m)[0] for m in media], controls)
-        missing = [m for m in media if len(matched[os.path.splitext(m)[0]]) < per_image]
-    if missing:
-        ctx.error(name, f"{len(missing)} of {len(media)} training items have no matching control in {folder} "
-                  f"(e.g. {missing[0]}; musubi: Could not find matching control images)",
-                  "add a control file with the same base name (img1.png -> img1.png, img1_0.png, ...)")
-
-
-def _check_caches(ctx: _Context, prefix: str, folder: str, suffix: str, kind: str) -> None:
-    name = f"{prefix}.cache_directory"
-    names = _listdir(folder)
-    fix = "run the cache latents step and then the cache text encoder step for this dataset first"
-    if names is None:
-        ctx.error(name, f"training before caching: the cache folder {folder} does not exist", fix)
-        return
-    latent_end, te_end = f"_{suffix}.safetensors", f"_{suffix}_te.safetensors"
-    latents = [n for n in names if n.endswith(latent_end)]
-    te = {n for n in names if n.endswith(te_end)}
-    if not latents:
-        others = sorted({n.rsplit("_", 1)[-1][: -len(".safetensors")] for n in names
-                         if n.endswith(".safetensors") and not n.endswith("_te.safetensors")})
-        extra = f" (it has caches for {', '.join(others)}: another architecture or model version)" if others else ""
-        ctx.error(name, f"training before caching: no latent cache files *{latent_end} in {folder}{extra}", fix)
-        return
-    drop = 3 if kind == "video" else 2
-    keys = ["_".join(n[: -len(".safetensors")].split("_")[:-drop]) for n in latents]
-    paired = sum(1 for k in set(keys) if f"{k}{te_end}" in te)
-    if not te:
-        ctx.error(name, f"no text-encoder cache files *{te_end} in {folder} ({len(latents)} latent caches found)",
-                  "run the cache text encoder step for this dataset")
-    elif paired < len(set(keys)):
-        ctx.warn(name, f"{len(set(keys)) - paired} of {len(set(keys))} cached items have no text-encoder cache "
-                 "and will be skipped", "run the cache text encoder step again")
-
-
 def _check_output(ctx: _Context, settings: Any, output_dir: Optional[str], output_name: Optional[str],
                   allowed_to_replace: bool) -> None:
     ctx.problems.extend(check_output_name(output_name))
@@ -610,7 +278,7 @@ def _check_output(ctx: _Context, settings: Any, output_dir: Optional[str], outpu
         ctx.error("output_dir", f"{output_dir!r} starts with '-', so musubi would read it as a flag",
                   "use an absolute path")
         return
-    folder = os.path.abspath(_resolve(output_dir, ctx.cwd))
+    folder = os.path.abspath(resolve(output_dir, ctx.cwd))
     if os.path.isfile(folder):
         ctx.error("output_dir", f"{folder} is a file, not a folder", "choose a folder")
         return
@@ -627,7 +295,7 @@ def _check_output(ctx: _Context, settings: Any, output_dir: Optional[str], outpu
         if found:
             ctx.error("output_name", f"{len(found)} LoRA file(s) named {output_name} already exist in {folder} "
                       f"({os.path.basename(found[0])}); training would overwrite them",
-                      f"use a new output_name such as {_free_name(folder, output_name)!r}, or set overwrite "
+                      f"use a new output_name such as {free_name(folder, output_name)!r}, or set overwrite "
                       "(or resume) explicitly")
 
 
@@ -730,7 +398,7 @@ def _check_train_options(ctx: _Context, opts: Mapping[str, Any], suffix: Optiona
         if not isinstance(value, str) or value.startswith("-") or "\x00" in value:
             ctx.error(f"options.{key}", f"{value!r} is not a usable path", "give the full path")
             continue
-        path = _resolve(value, ctx.cwd)
+        path = resolve(value, ctx.cwd)
         if not os.path.exists(path):
             what = "state folder" if want_dir else "file"
             ctx.error(f"options.{key}", f"{what} not found: {path}",
@@ -756,7 +424,7 @@ def _check_train_options(ctx: _Context, opts: Mapping[str, Any], suffix: Optiona
 
 def _check_probe(ctx: _Context, report: Any, opts: Mapping[str, Any]) -> None:
     try:
-        from .probe import OPTIONAL_MODULES, attention_available
+        from ..setup.probe import OPTIONAL_MODULES, attention_available
     except ImportError:  # pragma: no cover - probe is part of the pack
         return
     if getattr(report, "torch_version", None) is None:

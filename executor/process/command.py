@@ -3,7 +3,7 @@
 Owns the child environment (what is removed from ComfyUI's, what is added),
 the ``python <script>`` and ``python -m accelerate.commands.launch`` forms, and
 ``format_command`` for command.txt (posix / cmd / PowerShell, secrets redacted).
-Builds values only: starts nothing. Imports only the standard library and siblings.
+Builds values only: starts nothing. Imports only the standard library and its own room.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
-from .config import IS_WINDOWS, MIXED_PRECISIONS, MusubiInstall, Settings
-from .errors import ConfigError, TrainerNotFound
+from ..errors import ConfigError, TrainerNotFound
+
+if TYPE_CHECKING:  # types only: settings and installs are values the caller brings
+    from ..setup.discovery import MusubiInstall
+    from ..setup.settings import Settings
 
 __all__ = [
     "Command", "AccelerateOptions", "script_path", "python_command", "accelerate_command",
@@ -32,6 +35,9 @@ __all__ = [
 REMOVED_VARIABLES = ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP",
                      "PYTHONEXECUTABLE", "__PYVENV_LAUNCHER__")
 REMOVED_PREFIXES = ("TQDM_",)
+
+IS_WINDOWS = os.name == "nt"
+MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")  # accelerate launch --mixed_precision choices
 
 _GPU_IDS = re.compile(r"^\d+(,\d+)*$")
 

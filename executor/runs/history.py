@@ -219,7 +219,8 @@ def run_status(run_dir: str, *, since: int = 0, history: bool = True) -> dict[st
     ``incomplete`` (it ended without a result: killed, or the machine stopped). Also the
     latest progress from the loss history, the history itself (points after ``since``),
     the sample files and result.json."""
-    from .plan import LOCK_NAME, PLAN_FILE, RESULT_FILE, _lock_is_live, _read_lock
+    from .folders import LOCK_NAME, PLAN_FILE, RESULT_FILE
+    from .locks import lock_is_live, read_lock
 
     result = _read_json(os.path.join(run_dir, RESULT_FILE))
     plan = _read_json(os.path.join(run_dir, PLAN_FILE)) or {}
@@ -227,7 +228,7 @@ def run_status(run_dir: str, *, since: int = 0, history: bool = True) -> dict[st
         status = str(result.get("status"))
     else:
         lock = os.path.join(run_dir, LOCK_NAME)
-        status = "running" if os.path.exists(lock) and _lock_is_live(lock, _read_lock(lock)) else "incomplete"
+        status = "running" if os.path.exists(lock) and lock_is_live(lock, read_lock(lock)) else "incomplete"
     points = read_history(os.path.join(run_dir, LOSS_FILE))
     summary = summarize(points)
     last = points[-1] if points else {}

@@ -2,7 +2,7 @@
 
 Runs the venv's Python once with a small stdlib script (the same environment a
 training gets), caches the answer, and renders it for people
-(``python -m executor check``). Imports only the standard library and siblings.
+(``python -m executor check``). Imports only the standard library, its room and ``process.command``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .command import child_environment, is_secret_name
-from .config import (IS_WINDOWS, MusubiInstall, Settings, load_settings, resolve_install,
-                     user_config_path)
-from .errors import SetupError, describe_exit_code
+from ..process.command import child_environment, is_secret_name
+from .settings import IS_WINDOWS, Settings, load_settings, user_config_path
+from .discovery import MusubiInstall, resolve_install
+from ..errors import SetupError, describe_exit_code
 
 __all__ = ["ProbeReport", "probe", "format_report", "attention_available", "cli_check",
            "REQUIRED_MODULES", "OPTIONAL_MODULES", "ATTENTION_BACKENDS"]

@@ -2,7 +2,7 @@
 committed data file (``executor/data/musubi_flags.json``) that the catalogue is tested against.
 Imports only the standard library.
 
-    python -m executor.flagfacts --musubi-root R --python P --out executor/data/musubi_flags.json
+    python -m executor.musubi.flagfacts --musubi-root R --python P --out executor/musubi/data/musubi_flags.json
 
 Why introspection instead of parsing ``--help``: help text wraps choices and metavars at the
 terminal width, hides ``type`` and ``default``, and 23 scripts print lines before ``usage:``.
@@ -147,7 +147,7 @@ def _describe_checkout(musubi_root: os.PathLike) -> dict[str, Optional[str]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m executor.flagfacts",
+    parser = argparse.ArgumentParser(prog="python -m executor.musubi.flagfacts",
                                      description="Record the flags each musubi-tuner script accepts.")
     parser.add_argument("--musubi-root", required=True, help="musubi-tuner checkout (holds src/)")
     parser.add_argument("--python", required=True, help="python of musubi-tuner's venv")
