@@ -266,7 +266,7 @@ def _free_space_text(places: Sequence[str]) -> str:
     for place in [*places, tempfile.gettempdir()]:
         free = free_bytes(place)
         if free is not None:
-            parts.append(f"{place}: {free / 1e9:.1f} GB free")
+            parts.append(f"{place}: {free / 1e9:.1f} GB free" if free >= 1e9 else f"{place}: {free / 1e6:.0f} MB free")
     return ("Now " + "; ".join(dict.fromkeys(parts)) + ". ") if parts else ""
 
 

@@ -45,6 +45,7 @@ class Session:
     ui: Reporter
     environ: dict[str, str]
     done: list[str] = field(default_factory=list)
+    raw_progress: bool = False  # the venv's pip prints "Progress N of M" lines
 
     def child_env(self) -> dict[str, str]:
         env = dict(self.environ)
@@ -241,8 +242,14 @@ def ensure_venv(s: Session, explicit_python: Optional[str], comfy_python: Option
             raise InstallError(f"{exc}; tried:\n{tried}", hint=pythons.no_python_hint(comfy_python),
                                log_path=str(s.log.path)) from None
         s.ui.status(f"making the venv with Python {found.version_text} ({found.executable})", important=True)
-        made = run_logged([found.executable, "-m", "venv", str(s.venv)], log=s.log, env=s.child_env())
+        # pip is added in a second, separate step: venv hides ensurepip's own error message
+        # (a full temp drive shows only "returned non-zero exit status 1").
+        made = run_logged([found.executable, "-m", "venv", "--without-pip", str(s.venv)], log=s.log,
+                          env=s.child_env())
         python = venv_python(s.venv)
+        if made.ok and python is not None:
+            made = run_logged([python, "-m", "ensurepip", "--upgrade", "--default-pip"], log=s.log,
+                              env=s.child_env())
         if not made.ok or python is None:
             _remove_tree(s.venv)  # ours, half made: a later run must not take it for a venv
             raise s.failed(f"making the venv {s.venv} failed", made)
@@ -261,8 +268,15 @@ def ensure_venv(s: Session, explicit_python: Optional[str], comfy_python: Option
         if not updated.ok:
             raise s.failed("updating pip in the venv failed", updated,
                            hint="see the output above and the full log")
-        s.ui.done(f"updated pip to {venv_state(s, python).get('pip')}")
-        s.done.append("updated pip")
+        state = venv_state(s, python)
+        if _version_tuple(state.get("pip")) < MIN_PIP:
+            # pip says "already satisfied" when it cannot reach the index: go on, and let a
+            # step that really needs the network say so.
+            s.ui.warn(f"pip could not be updated (still {state.get('pip')}); downloads will show no progress")
+        else:
+            s.ui.done(f"updated pip to {state.get('pip')}")
+            s.done.append("updated pip")
+    s.raw_progress = _version_tuple(state.get("pip")) >= MIN_PIP
     return python
 
 
@@ -309,6 +323,6 @@ class PipWatcher:
 
 def pip(s: Session, python: str, args: list[str], *, progress: bool = True,
         watcher: Optional[PipWatcher] = None) -> Result:
-    extra = ["--progress-bar", "raw"] if progress else []
+    extra = ["--progress-bar", "raw"] if progress and s.raw_progress else []
     return run_logged([python, "-m", "pip", *args[:1], *extra, *args[1:]], log=s.log, env=s.child_env(),
                       on_line=watcher or PipWatcher(s))
