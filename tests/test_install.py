@@ -265,3 +265,12 @@ def test_an_embedded_python_gets_a_command_that_finds_the_pack_itself(tmp_path: 
     assert done.returncode == 0 and "--torch-wheels" in done.stdout
     cmd = install_module.install_command(pack, python, "cmd").splitlines()
     assert cmd[0] == f'cd /d ^"{pack}^"' and cmd[1].startswith(f'"{python}" -c ^"import runpy')
+
+
+def test_executor_check_without_musubi_names_the_install_command(tmp_path: Path) -> None:
+    env = install_env(tmp_path, None)
+    settings_with_other_keys(env)
+    done = subprocess.run([sys.executable, "-m", "executor", "check"], cwd=tmp_path, env={
+        **env, "PYTHONPATH": str(PROJECT_ROOT)}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "no musubi-tuner checkout found" in done.stdout and "python -m executor install" in done.stdout
