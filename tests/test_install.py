@@ -274,3 +274,24 @@ def test_executor_check_without_musubi_names_the_install_command(tmp_path: Path)
         **env, "PYTHONPATH": str(PROJECT_ROOT)}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "no musubi-tuner checkout found" in done.stdout and "python -m executor install" in done.stdout
+
+
+def test_pip_output_becomes_one_progress_line_and_a_download_summary() -> None:
+    from executor.setup.steps import PipWatcher
+
+    shown: list[str] = []
+    ui = type("UI", (), {"status": lambda self, text, important=False: shown.append(text)})()
+    watcher = PipWatcher(type("S", (), {"ui": ui})())
+    for line in ["Collecting torch>=2.5.1",
+                 "  Downloading https://download.pytorch.org/whl/cu124/torch-2.6.0%2Bcu124-cp311-cp311-win_amd64.whl (2449.3 MB)",
+                 "Progress 1224650000 of 2449300000",
+                 "Downloading filelock-4.3.1-py3-none-any.whl (244 kB)",
+                 "Installing collected packages: filelock, torch"]:
+        watcher(line)
+    assert shown == ["collecting torch>=2.5.1 (1 requirements so far)",
+                     "downloading torch-2.6.0+cu124-cp311-cp311-win_amd64.whl (2449.3 MB)",
+                     "downloading torch-2.6.0+cu124-cp311-cp311-win_amd64.whl: 1,225 of 2,449 MB (50 %)",
+                     "downloading filelock-4.3.1-py3-none-any.whl (244 kB)",
+                     "installing 2 packages"]
+    assert watcher.summary() == ("downloaded 2 files, 2,450 MB; the largest "
+                                 "torch-2.6.0+cu124-cp311-cp311-win_amd64.whl (2449.3 MB)")

@@ -123,7 +123,7 @@ def ensure_torch(s: Session, python: str, source: TorchSource) -> dict[str, Any]
             hint="your pip configuration adds another package index that won (see `pip config list`); "
                  "remove its extra-index-url, then run this again with --torch " + source.variant,
             log_path=str(s.log.path))
-    downloaded = f"; downloaded {', '.join(watcher.downloads[:2])}" if watcher.downloads else ""
+    downloaded = f"; {watcher.summary()}" if watcher.downloads else ""
     s.ui.done(f"torch {info['torch']} (CUDA {info.get('cuda') or 'none'}), torchvision {info['torchvision']}"
               + downloaded)
     s.done.append(f"installed torch {info['torch']}")

@@ -20,6 +20,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import unquote
 
 from .discovery import venv_python, venv_python_version
 from . import pythons
@@ -282,6 +283,13 @@ def ensure_venv(s: Session, explicit_python: Optional[str], comfy_python: Option
 
 # --- pip -----------------------------------------------------------------------------------
 
+def _megabytes(size: str) -> float:
+    match = re.match(r"([\d.]+)\s*(kB|MB|GB)", size or "")
+    if not match:
+        return 0.0
+    return float(match.group(1)) * {"kB": 1e-3, "MB": 1.0, "GB": 1e3}[match.group(2)]
+
+
 class PipWatcher:
     """Turns pip's output into one status line: collecting, downloading (with size and
     progress), installing."""
@@ -290,7 +298,7 @@ class PipWatcher:
         self.s = s
         self.file = ""
         self.size = ""
-        self.downloads: list[str] = []
+        self.downloads: list[tuple[float, str, str]] = []  # (MB, file, size as pip shows it)
         self.collected = 0
 
     def __call__(self, line: str) -> None:
@@ -302,9 +310,9 @@ class PipWatcher:
         elif line.startswith("Downloading "):
             match = re.match(r"Downloading (\S+)(?: \(([^)]+)\))?", line)
             if match:
-                self.file = match.group(1).rsplit("/", 1)[-1]
+                self.file = unquote(match.group(1).rsplit("/", 1)[-1])  # older pip shows the URL
                 self.size = match.group(2) or ""
-                self.downloads.append(f"{self.file} ({self.size})" if self.size else self.file)
+                self.downloads.append((_megabytes(self.size), self.file, self.size))
                 big = bool(re.search(r"\d+(\.\d+)?\s*GB|\d{3,}(\.\d+)?\s*MB", self.size))
                 ui.status(f"downloading {self.file} ({self.size or 'size unknown'})", important=big)
         elif line.startswith("Progress "):
@@ -319,6 +327,17 @@ class PipWatcher:
                       + (" (this can take a few minutes)" if count > 5 else ""), important=True)
         elif line.startswith(("Building editable", "Building wheel", "Preparing editable metadata")):
             ui.status(line.rstrip(". ").lower())
+
+
+    def summary(self) -> str:
+        """``downloaded 19 files, 2,402 MB; the largest torch-...whl (908.2 MB)`` or ""."""
+        if not self.downloads:
+            return ""
+        total = sum(mb for mb, _, _ in self.downloads)
+        mb, name, size = max(self.downloads)
+        count = len(self.downloads)
+        return (f"downloaded {count} file{'s' if count != 1 else ''}, {total:,.0f} MB"
+                + (f"; the largest {name} ({size})" if count > 1 else ""))
 
 
 def pip(s: Session, python: str, args: list[str], *, progress: bool = True,
