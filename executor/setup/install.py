@@ -39,9 +39,10 @@ PACK_COMMIT = "30c658c4f4b0bf05038b3346eff9670259b10fc7"
 DEFAULT_GIT_URL = "https://github.com/kohya-ss/musubi-tuner.git"
 ENV_GIT = "MUSUBI_TUNER_GIT"  # another repository or a local mirror (file://...)
 PHASES = 7
-# Disk space each missing part takes, in GB, measured on Linux x86-64 (docs/install-command.md):
-# CUDA torch brings the nvidia-* wheels; Windows' CUDA torch wheel holds its DLLs instead.
-NEED_GB = {"clone": 0.1, "venv": 0.1, "torch-cpu": 1.5, "torch-cuda": 7.0, "dependencies": 2.0}
+# Disk space each missing part takes, in GB. Measured on Linux x86-64 with the real v0.3.4
+# (docs/install-command.md): checkout 14 MB; CUDA torch 2.14.1 + torchvision with its nvidia-*
+# and triton wheels 5.5 GB; musubi-tuner's dependencies 0.6 GB. Rounded up for other builds.
+NEED_GB = {"clone": 0.1, "venv": 0.1, "torch-cpu": 1.5, "torch-cuda": 7.0, "dependencies": 1.0}
 MARGIN_GB = 1.0
 
 
@@ -229,8 +230,9 @@ def _check_space(s: Session, state: dict, source: Optional[TorchSource]) -> None
         parts.append(("venv", NEED_GB["venv"]))
     if not state.get("torch") and source is not None:
         if source.wheels is not None:
-            size = sum(w.stat().st_size for w in source.wheels.glob("torch*.whl")) * 2.5 / 1e9
-            parts.append(("torch", size))
+            # A CUDA torch wheel pulls the nvidia-* wheels from the index: size by build, not file.
+            cpu = all("+cpu" in w.name for w in source.wheels.glob("torch-*.whl"))
+            parts.append(("torch", NEED_GB["torch-cpu" if cpu else "torch-cuda"]))
         else:
             parts.append(("torch", NEED_GB["torch-cpu" if source.variant == "cpu" else "torch-cuda"]))
     if not state.get("musubi"):
