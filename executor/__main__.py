@@ -3,11 +3,12 @@
     python -m executor run [--timeout S] [--stall-timeout S] [--log FILE] -- ARGV...
     python -m executor check [--json]
     python -m executor plan SPEC.json [--run] [--runs-dir DIR]
+    python -m executor install [--dir DIR] [--ref REF] [--torch BUILD] [--python PATH] [--upgrade]
     python -m executor inspect FILE... [--json] [--arch ARCH --input NAME [--set NAME=VALUE]]
 
 Each subcommand's work lives beside the code it exercises (``process.run.cli_run``,
-``setup.probe.cli_check``, ``runs.cli.cli_plan``, ``musubi.modelfiles.cli.cli_inspect``);
-this module only parses arguments.
+``setup.probe.cli_check``, ``runs.cli.cli_plan``, ``setup.install.cli_install``,
+``musubi.modelfiles.cli.cli_inspect``); this module only parses arguments.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", allow_abbrev=False,
                            help="probe the configured musubi-tuner venv and print a report")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    install = sub.add_parser("install", allow_abbrev=False,
+                             help="install musubi-tuner into its own venv and point the pack at it")
+    from .setup.install import add_arguments
+    add_arguments(install)
 
     plan = sub.add_parser("plan", allow_abbrev=False,
                           help="pre-flight a JSON spec and print the exact command")
@@ -64,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from .setup.probe import cli_check
         return cli_check(args)
+    if args.command == "install":
+        from .setup.install import cli_install
+        return cli_install(args)
     if args.command == "inspect":
         from .musubi.modelfiles.cli import cli_inspect
         return cli_inspect(args)

@@ -2,12 +2,16 @@
 
 Which settings files were read, which musubi-tuner checkout and venv were chosen (and
 why), and the probe of that venv (Python, musubi_tuner, torch/CUDA, accelerate, optional
-attention libraries), each missing piece with its fix. With a Models node wired in, also one
-verdict line per chosen model file (what its header says it is, and whether musubi takes it).
+attention libraries), each missing piece with its fix. When there is no musubi-tuner at all:
+the exact ``python -m executor install`` command for this OS, this pack folder and this Python.
+With a Models node wired in, also one verdict line per chosen model file (what its header says it
+is, and whether musubi takes it).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from . import host
@@ -46,7 +50,7 @@ def models_text(models: Any) -> tuple[str, bool]:
 def report_text(refresh: bool = False) -> tuple[str, bool]:
     """(text, usable). Setup errors become text too: this node's job is to explain them."""
     from ..executor.setup.discovery import resolve_install
-    from ..executor.errors import SetupError
+    from ..executor.errors import SetupError, TrainerNotFound
     from ..executor.setup.probe import format_report, probe
 
     lines: list[str] = []
@@ -65,7 +69,24 @@ def report_text(refresh: bool = False) -> tuple[str, bool]:
         return "\n".join(lines), report.usable
     except SetupError as error:
         lines += ["", f"{type(error).__name__}: {error}"]
+        if isinstance(error, TrainerNotFound):
+            lines += [""] + install_instructions(host.pack_directory(), sys.executable, windows=os.name == "nt")
         return "\n".join(lines), False
+
+
+def install_instructions(pack_dir: str, python: str, *, windows: bool) -> list[str]:
+    """The one command that installs musubi-tuner for this pack (nothing is installed from here:
+    a node never installs anything)."""
+    from ..executor.setup.install import install_command
+
+    shells = [("Command Prompt (cmd)", "cmd"), ("PowerShell", "powershell")] if windows else [("a terminal", "posix")]
+    lines = ["To install musubi-tuner into its own venv and point this pack at it, run one command",
+             "(it downloads torch and musubi-tuner's dependencies, several GB, and takes 5-20 minutes;",
+             "see docs/install-command.md), then queue this node again:"]
+    for name, shell in shells:
+        lines.append(f"  in {name}:")
+        lines += ["    " + line for line in install_command(pack_dir, python, shell).splitlines()]
+    return lines
 
 
 class MusubiSetupCheck:
