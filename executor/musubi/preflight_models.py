@@ -77,11 +77,9 @@ def model_verdicts(arch: Any, paths: Mapping[str, str],
     (see ``modelfiles.fit.verdict``). Judged with the training settings that would apply
     (recommended, then what the files call for), for the Models nodes and the Setup Check.
     Hugging Face ids and missing paths are left out."""
-    from . import catalogue as cat
-    from .preflight import effective_options
-
     values = arch.resolve_selectors(selectors)
-    opts = effective_options(arch, cat.TRAIN, {}, values, models=paths)
+    # the training options as effective_options makes them when the user set nothing
+    opts = {**arch.recommended_for(values), **file_options(arch, paths)}
     lines = []
     for m in arch.models:
         path = paths.get(m.name)
