@@ -1,5 +1,12 @@
-"""Model files known from their headers: read (header.py, torchpickle.py), identify
-(identify.py with the fingerprints in dits.py and encoders.py), and check against what
-musubi's loader for an architecture's input accepts (fit.py, expectations.py).
-Standard library only; nothing here reads tensor data or imports torch.
+"""Model files known from their headers, never their tensor data:
+
+    header.py, torchpickle.py   read safetensors headers (split parts merged), PyTorch zip/legacy
+                                pickles (walked opcode by opcode, never run), diffusers folders
+    identity.py, identify.py    the Identity of a file, cached per (path, size, mtime)
+    dits.py, encoders.py        the fingerprints: keys and shapes -> component, model, variant
+    expectations.py             what musubi's loader for each (architecture, input) accepts (data)
+    variants.py, fit.py         checks against selectors and options; one-line verdicts
+    cli.py                      ``python -m executor inspect``
+
+Standard library only; nothing here imports torch.
 """
