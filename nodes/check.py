@@ -77,7 +77,7 @@ def report_text(refresh: bool = False) -> tuple[str, bool]:
 def install_instructions(pack_dir: str, python: str, *, windows: bool) -> list[str]:
     """The one command that installs musubi-tuner for this pack (nothing is installed from here:
     a node never installs anything)."""
-    from ..executor.setup.install import install_command
+    from ..executor.setup.install_hint import install_command
 
     shells = [("Command Prompt (cmd)", "cmd"), ("PowerShell", "powershell")] if windows else [("a terminal", "posix")]
     lines = ["To install musubi-tuner into its own venv and point this pack at it, run one command",

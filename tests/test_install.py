@@ -17,6 +17,7 @@ import pytest
 
 from executor.musubi.flagfacts import load_flags
 from executor.setup import install as install_module
+from executor.setup import install_hint
 from install_fixtures import (PROJECT_ROOT, git, install_env, log_of, make_musubi_repo, make_torch_wheels, run_install,
                               tool_dir)
 
@@ -260,7 +261,7 @@ def test_an_embedded_python_gets_a_command_that_finds_the_pack_itself(tmp_path: 
     for shell in ("cmd", "powershell", "posix"):
         assert "runpy.run_module" in install_module.install_command(pack, python, shell)
     # The same bootstrap, run isolated (-I: no current folder on sys.path) from the pack folder:
-    done = subprocess.run([sys.executable, "-I", "-c", install_module._BOOTSTRAP, "install", "--help"],
+    done = subprocess.run([sys.executable, "-I", "-c", install_hint._BOOTSTRAP, "install", "--help"],
                           cwd=pack, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--torch-wheels" in done.stdout
     cmd = install_module.install_command(pack, python, "cmd").splitlines()

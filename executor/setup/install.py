@@ -17,10 +17,9 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, TextIO
+from typing import Mapping, Optional, TextIO
 
 from ..errors import ConfigError, SetupError, TrainerNotFound
-from ..process.command import Command, format_command
 from .discovery import resolve_install, venv_python
 from .packages import TorchSource, ensure_musubi, ensure_torch
 from .runner import InstallError, InstallLog, Reporter, free_bytes
@@ -28,6 +27,7 @@ from .steps import Session, ensure_checkout, ensure_venv, git_hint, is_checkout,
 from .torch_index import VARIANTS, choose_variant, query_nvidia_smi
 from .settings import ENV_ROOT, ENV_USER_CONFIG, ENV_VENV, load_settings, user_config_path, user_data_dir
 from .user_settings import read_settings_file, write_musubi_paths
+from .install_hint import install_command  # noqa: F401 (the command this module runs, as text)
 
 __all__ = ["PACK_REF", "PACK_COMMIT", "DEFAULT_GIT_URL", "ENV_GIT", "add_arguments", "cli_install",
            "install", "install_command", "default_install_dir"]
@@ -317,25 +317,3 @@ def _comfy_user_file(pack: Path) -> Optional[Path]:
 
 
 # --- the command for a person to run -----------------------------------------------------------
-
-_BOOTSTRAP = "import runpy, sys; sys.path.insert(0, ''); runpy.run_module('executor', run_name='__main__')"
-
-
-def _isolated(python: str) -> bool:
-    """Embedded Pythons (ComfyUI's portable build) have a ``python3XX._pth`` file, which
-    turns on isolated mode: ``-m`` then does not look in the current folder."""
-    folder = Path(python).parent
-    try:
-        return any(folder.glob("python*._pth"))
-    except OSError:
-        return False
-
-
-def install_command(pack_dir: str, python: str, shell: str = "posix", extra: Sequence[str] = ()) -> str:
-    """The exact command that installs musubi-tuner for the pack in ``pack_dir`` with
-    ``python``, as text to paste into ``shell`` (posix, cmd or powershell)."""
-    if _isolated(python):
-        argv = (python, "-c", _BOOTSTRAP, "install", *extra)
-    else:
-        argv = (python, "-m", "executor", "install", *extra)
-    return format_command(Command(argv=argv, env={}, cwd=pack_dir), shell)
