@@ -29,7 +29,8 @@ def pack() -> Iterator[types.SimpleNamespace]:
     sys.modules[PACK] = module
     try:
         spec.loader.exec_module(module)
-        names = ("progress", "delivery", "fingerprint", "errors", "training", "values", "models", "dataset")
+        names = ("progress", "delivery", "fingerprint", "errors", "training", "values", "models", "dataset",
+                 "options")
         loaded = {n: importlib.import_module(f"{PACK}.nodes.{n}") for n in names}
         loaded["events"] = importlib.import_module(f"{PACK}.parsers.events")
         loaded["executor_errors"] = importlib.import_module(f"{PACK}.executor.errors")
@@ -362,7 +363,8 @@ def test_set_train_options_override(pack: Any) -> None:
     assert opts["optimizer_args"] == ["weight_decay=0.01", "betas=(0.9,0.99)"]
     assert opts["fp8_base"] is False and opts["fp8_scaled"] is False
     assert opts["max_train_steps"] == 500 and "max_train_epochs" not in opts
-    assert opts["gradient_checkpointing"] is False and "save_every_n_epochs" not in opts
+    # None, not absent: it switches off the recommended save every epoch (only the final LoRA)
+    assert opts["gradient_checkpointing"] is False and opts["save_every_n_epochs"] is None
     assert accelerate == {"num_processes": 2, "gpu_ids": "0,1"}
 
 
@@ -377,10 +379,10 @@ def test_train_node_choices_are_values_musubi_accepts(pack: Any) -> None:
     from executor.musubi.flagfacts import load_flags
 
     flags = load_flags()["scripts"]["wan_train_network.py"]["flags"]
-    for name, choices in (("timestep_sampling", pack.training.TIMESTEP_SAMPLING),
-                          ("mixed_precision", pack.training.MIXED_PRECISION)):
+    for name, choices in (("timestep_sampling", pack.options.TIMESTEP_SAMPLING),
+                          ("mixed_precision", pack.options.MIXED_PRECISION)):
         allowed = set(flags[f"--{name}"]["choices"])
-        assert set(choices) - {pack.training.RECOMMENDED} <= allowed, name
+        assert set(choices) - {pack.options.RECOMMENDED} <= allowed, name
 
 
 def test_models_node_ids_are_unique_and_cover_the_catalogue(pack: Any) -> None:
