@@ -55,8 +55,8 @@ def _optimizer(listing: bool = True) -> dict[str, Any]:
                                "(e.g. weight_decay=0.01 \"betas=(0.9,0.99)\")."),
         "lr_scheduler": _opt(SCHEDULERS, RECOMMENDED, "Learning-rate schedule; (recommended) = constant "
                              "unless the architecture's docs say otherwise."),
-        "lr_warmup_steps": _opt("INT", 0, "Warm-up steps for schedulers that use them; 0 = none.",
-                                min=0, max=1000000),
+        "lr_warmup_steps": _opt("INT", 0, "Warm-up steps for schedulers that use them; 0 = the "
+                                "recommendation (none, or e.g. 100 for Kandinsky 5).", min=0, max=1000000),
         "max_train_steps": _opt("INT", 0, "Train for this many optimizer steps instead of epochs; 0 = use "
                                 "the Train node's max_train_epochs.", min=0, max=100000000),
         "initial_weights": _opt(_loras() if listing else "STRING", NONE, "Start from an existing LoRA's "

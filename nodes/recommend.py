@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 RECOMMENDED, YOU, MUSUBI = "recommended", "you", "musubi"
 # Inputs whose unset value (0 or "(recommended)") follows the architecture; the frontend shows
 # the value they follow. Numbers first: those the frontend writes into the widget.
-NUMBERS = ("max_train_epochs", "network_dim", "network_alpha", "learning_rate", "discrete_flow_shift")
+NUMBERS = ("max_train_epochs", "network_dim", "network_alpha", "learning_rate", "lr_warmup_steps",
+           "discrete_flow_shift")
 CHOICES = ("optimizer_type", "lr_scheduler", "fp8", "mixed_precision", "attention", "timestep_sampling")
 # The musubi options the nodes set, in the order the dry run lists them (then any other option
 # the recommendation adds).
@@ -125,3 +126,26 @@ def run_values(arch: Architecture, selectors: Mapping[str, Any], options: Mappin
             value, source = musubi_default(arch, name), "musubi's default"
         lines.append(f"  {name} {shown(value)} ({source})")
     return lines
+
+
+def recommendation(node_type: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) for ``GET /musubi-tuner/recommended?node=<Models node id>&<selector>=..``:
+    the architecture's display name and ``values`` (input -> value and source) for the chosen
+    variant. Query values of other names (the node's model files) are ignored."""
+    from . import models
+
+    cls = models.NODE_CLASS_MAPPINGS.get(node_type)
+    if cls is None:
+        return 404, {"error": f"{node_type!r} is not a Musubi Models node"}
+    arch = cls.arch()
+    selectors = {}
+    for sel in arch.selectors:
+        if sel.name in query:
+            given = query[sel.name]
+            value = given.lower() == "true" if all(isinstance(c, bool) for c in sel.choices) else given
+            match = [c for c in sel.choices if str(c) == str(value)]
+            if not match:
+                return 400, {"error": f"{sel.name} {given!r} is not one of {[str(c) for c in sel.choices]}"}
+            selectors[sel.name] = match[0]
+    return 200, {"architecture": arch.id, "display_name": arch.display_name,
+                 "values": recommended_inputs(arch, selectors)}
