@@ -125,9 +125,11 @@ class _TrainValidation:
 class MusubiTrainLoRA:
     DESCRIPTION = ("Trains a LoRA with musubi-tuner for the architecture of the wired models node, with live "
                    "progress (steps, epoch, loss, ETA, the log's last lines, the newest sample image or the loss "
-                   "curve as preview) and a Cancel that stops the whole training. The finished LoRA is put into "
-                   "models/loras/musubi-tuner/ so LoraLoader lists it; the loss curve and the last samples are "
-                   "outputs.")
+                   "curve as preview) and a Cancel that stops the whole training. The node holds what a first run "
+                   "needs, each following the architecture's recommendation until you change it; the advanced "
+                   "settings are on the optional Musubi ... Options nodes wired into options. The finished LoRA is "
+                   "put into models/loras/musubi-tuner/ so LoraLoader lists it; the loss curve and the last "
+                   "samples are outputs.")
     CATEGORY = CATEGORY
     FUNCTION = "train"
     OUTPUT_NODE = True
