@@ -8,6 +8,7 @@ import { OPTION_NODES, TRAIN, migrateWorkflow } from "./train/migrate.js";
 import { loadTexts, t } from "./train/text.js";
 
 const MIN_WIDTH = 440;
+const OPTIONS_MIN_WIDTH = 400;
 const defs = {}; // the definitions of the Train node and the options nodes, as registered
 let migrated = [];
 let scheduled = null;
@@ -63,11 +64,10 @@ app.registerExtension({
     if (FOLLOWERS.has(name) || name.startsWith("MusubiModels")) chainConnections(nodeType);
   },
   nodeCreated(node) {
-    if (kind(node) === TRAIN) {
-      samplePlaceholder(node);
-      // room for "2e-4 (recommended for Wan 2.1 / 2.2)" beside the input's name
-      if (node.size?.[0] < MIN_WIDTH) node.setSize?.([MIN_WIDTH, node.size[1]]);
-    }
+    if (kind(node) === TRAIN) samplePlaceholder(node);
+    // room for "2e-4 (recommended for Wan 2.1 / 2.2)" beside the input's name
+    const width = kind(node) === TRAIN ? MIN_WIDTH : OPTIONS_MIN_WIDTH;
+    if (FOLLOWERS.has(kind(node)) && node.size?.[0] < width) node.setSize?.([width, node.size[1]]);
     if (FOLLOWERS.has(kind(node))) refreshAll();
     if (kind(node).startsWith("MusubiModels")) {
       // a new task or model version may change the recommendation
