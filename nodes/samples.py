@@ -133,7 +133,7 @@ def default_prompt(arch: Architecture, models: MusubiModels, dataset: MusubiData
             return None, "no default sample: an image-to-video sample needs a start image (--i path)"
         parts.append(f"--i {item.media}")
     control = arch.control_for(models.selectors)
-    if control in ("required", "exactly_one") or (control == "optional" and item.control):
+    if control in ("required", "exactly_one") or (control == "optional" and spec.references and item.control):
         if not item.control:
             return None, "no default sample: it needs the first item's control image, which was not found"
         parts.append(f"--ci {item.control}")

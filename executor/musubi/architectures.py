@@ -360,7 +360,7 @@ _ARCHS = (
         media=("image",), control="optional", network_module="networks.lora_flux_2",
         recommended=_train(learning_rate=1e-4, timestep_sampling="flux2_shift"),
         # docs/flux_2.md, inference: --image_size 1024 1024 --infer_steps 50
-        sample=SampleSpec(1024, 1024, 50, source="flux_2.md"),
+        sample=SampleSpec(1024, 1024, 50, references=True, source="flux_2.md"),
         step_options=_options(latents={"vae_dtype"}, te={"fp8_text_encoder"},
                               train={"fp8_scaled", "fp8_text_encoder"}),
         block_swap_max=29,

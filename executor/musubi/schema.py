@@ -91,15 +91,17 @@ class Option:
 @dataclass(frozen=True)
 class SampleSpec:
     """How musubi's docs make a sample of this architecture: size (``--w``/``--h``), steps
-    (``--s``; None = musubi's default 20), frames (``--f``; None = 1, a still), and whether the
-    model needs a start image (``--i``, image-to-video). ``unsupported`` says why no default
-    sample can be built (the prompt needs something only the user can give)."""
+    (``--s``; None = musubi's default 20), frames (``--f``; None = 1, a still), whether the
+    model needs a start image (``--i``, image-to-video), and whether an optional control image
+    is a reference for the sample too (``--ci``; a required one always is). ``unsupported`` says
+    why no default sample can be built (the prompt needs something only the user can give)."""
 
     width: int
     height: int
     steps: Optional[int] = None
     frames: Optional[int] = None
     start_image: bool = False
+    references: bool = False
     unsupported: str = ""
     source: str = ""  # the musubi doc the numbers come from
 
