@@ -18,6 +18,7 @@ export const KNOWN_CHOICES = new Set(["optimizer_type", "lr_scheduler", "fp8", "
   "timestep_sampling"]);
 const PUT = "musubi_recommended"; // node.properties: input -> the value this extension put there
 const cache = new Map(); // query -> Promise of the route's answer (or null)
+let applying = false; // this extension is setting a value: not the user's change
 
 // 2e-4 rather than 0.00020, as musubi's docs write learning rates.
 export function formatNumber(value) {
@@ -107,19 +108,27 @@ export function shownValue(app, node, widget) {
   return `${value} (${sourceText(app, state)})`;
 }
 
-// Nodes 2.0 (1.49) draws its own inputs, not _displayValue, but it shows a widget's label: there
-// the note goes into the label; the classic canvas keeps the frontend's label.
-function vueNodes(app) {
+// Nodes 2.0 draws its own inputs, not _displayValue, but it shows a widget's label: there the
+// note goes into the label; the classic canvas keeps the frontend's label.
+function vueNodes() {
+  return Boolean(globalThis.LiteGraph?.vueNodesMode);
+}
+
+// Through setValue, as the widget's own arrows do: Nodes 2.0 of 1.32 redraws only then.
+function setWidgetValue(app, node, widget, value) {
+  if (widget.value === value) return;
+  applying = true;
   try {
-    return Boolean(app.extensionManager?.setting?.get("Comfy.VueNodes.Enabled"));
-  } catch {
-    return false;
+    if (typeof widget.setValue === "function") widget.setValue(value, { e: undefined, node, canvas: app.canvas });
+    else widget.value = value;
+  } finally {
+    applying = false;
   }
 }
 
 function labelFor(app, node, widget) {
   const state = widget.__musubi;
-  if (!vueNodes(app) || !following(node, widget) || (widget.type === "combo" && !state.entry)) return state.label;
+  if (!vueNodes() || !following(node, widget) || (widget.type === "combo" && !state.entry)) return state.label;
   const value = widget.type === "combo" ? `${state.entry.value}, ` : "";
   return `${state.label} (${value}${sourceText(app, state)})`;
 }
@@ -142,7 +151,7 @@ function decorate(app, node, widget) {
   const callback = widget.callback;
   widget.callback = function (value, ...rest) {
     // the user changed it: it no longer follows the recommendation (0 follows again)
-    if (node.properties?.[PUT]) delete node.properties[PUT][widget.name];
+    if (!applying && node.properties?.[PUT]) delete node.properties[PUT][widget.name];
     return callback?.call(this, value, ...rest);
   };
 }
@@ -164,7 +173,7 @@ export async function refreshNode(app, api, node) {
     widget.__musubi.arch = answer?.display_name ?? "";
     if (isNumber && following(node, widget)) {
       const target = entry ? Number(entry.value) : 0;
-      widget.value = target;
+      setWidgetValue(app, node, widget, target);
       if (entry) put[widget.name] = target;
       else delete put[widget.name];
     }
