@@ -38,6 +38,8 @@ class _Host:
         self.sent: dict[str, float] = {}
         self.node_jobs: dict[str, str] = {}  # Train node id -> its newest background job
         self.commands: OrderedDict[str, str] = OrderedDict()
+        self.settings: Any = None
+        self.settings_error = ""
 
 
 _host = _Host()
@@ -69,9 +71,18 @@ def manager(timeout: float = 60.0) -> Any:
 
 
 def _settings() -> Any:
+    """The current settings; while the settings file is broken, the last good ones (said once)."""
     from .check import settings
 
-    return settings()
+    try:
+        _host.settings = settings()
+    except Exception as exc:  # noqa: BLE001 - a typo in a settings file must not stop the queue
+        if str(exc) != _host.settings_error:
+            _host.settings_error = str(exc)
+            LOG.error("musubi-tuner: background jobs keep the last good settings: %s", exc)
+        if _host.settings is None:
+            raise
+    return _host.settings
 
 
 def _loop() -> None:

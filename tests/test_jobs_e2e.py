@@ -233,15 +233,21 @@ def test_the_routes_validate_ids_remove_only_queued_jobs_and_a_requeue_is_the_sa
     with pytest.raises(ComfyHTTPError) as caught:
         client.post("/api/musubi-tuner/jobs/../../etc/stop")
     assert 400 <= caught.value.status < 500
+    refused = client.run({"1": {"class_type": "MusubiWaitForJob", "inputs": {"job_id": "../../etc/passwd"}}}, timeout=60)
+    assert refused.outcome == "error" and "is not a job id" in refused.terminal.data["exception_message"]
     comfy.configure(gpus=[0], env={"FAKE_MUSUBI_STEP_SECONDS": "0.4"})
     folder = comfy.image_folder("bg_routes")
     comfy.cache(folder)
-    first, second = comfy.queue(folder, ("r_first", "r_second"), max_train_epochs=20)
-    comfy.until(first, steps_at_least(1))
-    assert comfy.queue(folder, ("r_first", "r_second"), max_train_epochs=20) == [first, second], \
+    ids = comfy.queue(folder, ("r_one", "r_two"), max_train_epochs=20)
+    deadline = time.monotonic() + 60
+    while not any(comfy.job(i)["state"] == "running" for i in ids):  # ComfyUI may run either node first
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    first, second = sorted(ids, key=lambda i: comfy.job(i)["state"] != "running")
+    assert sorted(comfy.queue(folder, ("r_one", "r_two"), max_train_epochs=20)) == sorted(ids), \
         "queued again while active: the same jobs"
     listed = client.get("/api/musubi-tuner/jobs")["jobs"]
-    assert [j["id"] for j in listed][:2] == [second, first]
+    assert [j["id"] for j in listed][:2] == [second, first], "newest first"
     queued = comfy.job(second)
     assert queued["state"] == "queued" and queued["position"] == 1 and queued["can_remove"]
     assert queued["command"].startswith("(cd ") and queued["run_id"] in queued["run_dir"]

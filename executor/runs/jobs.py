@@ -80,6 +80,7 @@ class JobManager:
         self._stop_sent: dict[str, float] = {}
         self._seen: dict[str, tuple] = {}
         self._removed: list[Job] = []
+        self._said: set[tuple[Any, ...]] = set()
         self._since = clock()
         self._holder = _me()
         self.leading = False
@@ -246,8 +247,12 @@ class JobManager:
     def _guard(self, action: Callable[[Any], Any], job: Optional[Job]) -> None:
         try:
             action(job)
-        except Exception:  # noqa: BLE001 - one broken job must not stop the others
-            LOG.exception("musubi-tuner jobs: %s failed for %s", action.__name__, job.id if job else "the queue")
+        except Exception as exc:  # noqa: BLE001 - one broken job must not stop the others
+            # Told once per job and problem, not at every tick.
+            said = (action.__name__, job.id if job else None, str(exc))
+            if said not in self._said:
+                self._said.add(said)
+                LOG.exception("musubi-tuner jobs: %s failed for %s", action.__name__, job.id if job else "the queue")
 
     # -- following one job ----------------------------------------------------------------------
 
