@@ -12,6 +12,10 @@ The generated "Musubi Models (<architecture>)" nodes get their Japanese name and
 from one template, so a new architecture needs no translation. Without --url it starts the
 pinned test ComfyUI, as .ci/generate_examples.py does. --check writes nothing and exits 1
 when a file would change.
+
+Every other top-level section of locales/en/main.json (``musubiTuner``: the texts of the pack's
+own frontend, web/*.js) is written by hand and kept as it is; its Japanese is kept by key path
+(``musubiTuner.jobs.stop``), stale keys are dropped and missing ones listed as for the nodes.
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ MODELS_JA = {
 }
 
 
-def english(object_info: dict[str, Any]) -> dict[str, Any]:
-    """locales/en/main.json's content: the texts of every pack node, inputs in definition order."""
+def english(object_info: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """locales/en/main.json's content: the texts of every pack node, inputs in definition order,
+    then the hand-written sections of `current` (the committed English file)."""
     nodes = {}
     for node_id in sorted(k for k in object_info if k.startswith(NODE_PREFIX)):
         info = object_info[node_id]
@@ -56,7 +61,23 @@ def english(object_info: dict[str, Any]) -> dict[str, Any]:
                    for i, (name, tooltip) in enumerate(zip(info["output_name"], info["output_tooltips"]))}
         nodes[node_id] = {"display_name": info["display_name"], "description": info["description"],
                           "inputs": inputs, "outputs": outputs}
-    return {"nodeDefs": nodes}
+    return {"nodeDefs": nodes, **{key: value for key, value in (current or {}).items() if key != "nodeDefs"}}
+
+
+def _translated(en: Any, ja: Any, path: str, missing: list[str]) -> Any:
+    """The Japanese for a hand-written English section: `ja`'s string for every string of `en`
+    (same key path), in `en`'s order; a key without one goes to `missing` and is left out."""
+    if isinstance(en, dict):
+        out = {}
+        for key, value in en.items():
+            entry = _translated(value, ja.get(key) if isinstance(ja, dict) else None, f"{path}.{key}", missing)
+            if entry is not None:
+                out[key] = entry
+        return out
+    if isinstance(ja, str) and ja.strip():
+        return ja
+    missing.append(path)
+    return None
 
 
 def _models_template(en_node: dict[str, Any]) -> dict[str, Any]:
@@ -96,16 +117,23 @@ def japanese(en: dict[str, Any], current: dict[str, Any]) -> tuple[dict[str, Any
             else:
                 missing.append(f"{node_id}.outputs.{index}")
         nodes[node_id] = node
-    return {"nodeDefs": nodes}, missing
+    out: dict[str, Any] = {"nodeDefs": nodes}
+    for section, texts in en.items():
+        if section != "nodeDefs":
+            out[section] = _translated(texts, current.get(section), section, missing)
+    return out, missing
 
 
 def generated_files(object_info: dict[str, Any]) -> tuple[dict[Path, str], list[str]]:
     """Both locale files (path -> text) and the missing Japanese keys."""
-    en = english(object_info)
-    ja_path = LOCALES_DIR / "ja" / "main.json"
-    current = json.loads(ja_path.read_text(encoding="utf-8")) if ja_path.exists() else {}
-    ja, missing = japanese(en, current)
-    return {LOCALES_DIR / "en" / "main.json": render(en), ja_path: render(ja)}, missing
+    en_path, ja_path = LOCALES_DIR / "en" / "main.json", LOCALES_DIR / "ja" / "main.json"
+    en = english(object_info, _read(en_path))
+    ja, missing = japanese(en, _read(ja_path))
+    return {en_path: render(en), ja_path: render(ja)}, missing
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,3 +134,16 @@ def test_a_new_models_node_gets_the_template_translation() -> None:
     assert node["display_name"] == "Musubi モデル (New Arch 3)" and "New Arch 3" in node["description"]
     assert node["inputs"] == {} and set(node["outputs"]) == {"0"}
     assert missing == []
+
+
+def test_hand_written_frontend_texts_are_kept_and_translated_by_key_path() -> None:
+    generator = load_generator("generate_locales")
+    committed_en = {"nodeDefs": {"MusubiGone": en_node("Musubi Gone", [])},
+                    "musubiTuner": {"jobs": {"stop": "Stop", "state": {"queued": "Queued", "lost": "Lost"}}}}
+    en = generator.english({}, committed_en)
+    assert en == {"nodeDefs": {}, "musubiTuner": committed_en["musubiTuner"]}
+    current = {"nodeDefs": {}, "musubiTuner": {"jobs": {"stop": "停止", "state": {"queued": "待機中", "old": "古い"}}},
+               "droppedSection": {"x": "y"}}
+    ja, missing = generator.japanese(en, current)
+    assert ja == {"nodeDefs": {}, "musubiTuner": {"jobs": {"stop": "停止", "state": {"queued": "待機中"}}}}
+    assert missing == ["musubiTuner.jobs.state.lost"]
