@@ -3,9 +3,10 @@
     python -m executor run [--timeout S] [--stall-timeout S] [--log FILE] -- ARGV...
     python -m executor check [--json]
     python -m executor plan SPEC.json [--run] [--runs-dir DIR]
+    python -m executor jobs list|show ID|stop ID|tail ID [-f] [--data-dir DIR]
 
 Each subcommand's work lives beside the code it exercises (``process.cli_run``,
-``probe.cli_check``, ``plan.cli_plan``); this module only parses arguments.
+``probe.cli_check``, ``plan.cli_plan``, ``jobcli.cli_jobs``); this module only parses arguments.
 """
 
 from __future__ import annotations
@@ -36,6 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("spec", help="path of the JSON spec")
     plan.add_argument("--run", action="store_true", help="also run the plan and print its events")
     plan.add_argument("--runs-dir", default=None, help="where run folders are created")
+
+    jobs = sub.add_parser("jobs", allow_abbrev=False, help="background jobs: list, show, stop, tail")
+    jobs.add_argument("--data-dir", default=None,
+                      help="the folder holding jobs.db (default: MUSUBI_TUNER_NODES_DATA_DIR or the per-user one)")
+    actions = jobs.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="every job, newest first")
+    listing.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    actions.add_parser("show", help="one job as JSON").add_argument("id", help="job id (or a unique prefix)")
+    actions.add_parser("stop", help="stop a job (its whole process tree) and wait until it ended").add_argument(
+        "id", help="job id (or a unique prefix)")
+    tail = actions.add_parser("tail", help="the job's run.log")
+    tail.add_argument("id", help="job id (or a unique prefix)")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    tail.add_argument("-n", "--lines", type=int, default=40, help="lines to show first (0: all)")
     return parser
 
 
@@ -52,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from .setup.probe import cli_check
         return cli_check(args)
+    if args.command == "jobs":
+        from .runs.jobcli import cli_jobs
+        return cli_jobs(args)
     from .runs.cli import cli_plan
     return cli_plan(args)
 
