@@ -4,6 +4,7 @@
 const CSS = `
 .musubi-jobs { box-sizing: border-box; height: 100%; overflow-y: auto; padding: 10px 10px 24px;
   font-size: 13px; color: var(--fg-color, #ddd); }
+.musubi-jobs [hidden] { display: none !important; }
 .musubi-jobs-head { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 8px; margin-bottom: 8px; }
 .musubi-jobs-title { font-size: 15px; font-weight: 600; flex: 1; }
 .musubi-jobs-summary { flex-basis: 100%; color: var(--descrip-text, #999); }
