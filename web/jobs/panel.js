@@ -195,7 +195,7 @@ class JobCard {
     this.body.hidden = !open;
     if (open) this.updateBody(job, store.history(job.id));
 
-    this.stop.hidden = !job.can_stop;
+    this.stop.hidden = !job.can_stop || job.state === "queued"; // a queued job has Remove
     this.remove.hidden = !job.can_remove;
     if (!this.confirming) this.stop.textContent = job.state === "stopping" ? t("stopping") : t("stop");
     this.stop.disabled = this.busy || job.state === "stopping";
