@@ -6,13 +6,15 @@ ComfyUI 0.3.75 and in current ComfyUI. Each module has its own mappings; this fi
 
 from __future__ import annotations
 
-from . import check, dataset, models, routes, steps, training
+from . import check, dataset, jobroutes, jobs, models, routes, steps, training, waitjob
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 
-for _module in (dataset, models, steps, training, check):
+for _module in (dataset, models, steps, training, waitjob, check):
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
 
 routes.register()  # the runs' status routes, when ComfyUI's server is up
+jobroutes.register()  # the background jobs' routes, likewise
+jobs.start()  # the background job manager's thread (imports the executor there, not here)

@@ -1,6 +1,9 @@
-"""Shared set-up of the background job tests at executor level: a cached dataset, model files and
-settings for the fake musubi venv (tests/fakes.py), a job store in a scratch data folder, plans
-for training into a folder per job, and helpers that tick a manager until a job gets somewhere.
+"""Shared set-up of the background job tests at executor level (a pytest plugin: load it with
+``pytest_plugins = ["hardening", "jobs_support"]``): a cached dataset, model files and settings for
+the fake musubi venv (tests/fakes.py), a job store in a scratch data folder, plans for training
+into a folder per job, and helpers that tick a manager until a job gets somewhere. The ``bench``
+fixture fails a test that leaves a process or an active job behind, and records both counts for
+the jobs fault table (tests/hardening_cases.py JOBS, .ci/jobs_table.py).
 
 Every process the fake starts is written to ``pids.txt`` (FAKE_MUSUBI_PIDFILE) and every script
 start with its CUDA_VISIBLE_DEVICES to ``env.jsonl`` (FAKE_MUSUBI_ENVFILE), so a test can tell
@@ -13,7 +16,9 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
+
+import pytest
 
 import media
 from executor.runs.execute import execute_plan
@@ -23,7 +28,7 @@ from executor.runs.plan import PlanSpec, make_plan
 from executor.setup.discovery import resolve_install
 from executor.setup.settings import Settings
 from fakes import FakeMusubi
-from procs import alive
+from procs import alive, wait_all_gone
 
 
 class Bench:
@@ -79,7 +84,9 @@ class Bench:
     def until(self, manager: JobManager | None, job_id: str, done: Callable[[Job], bool],
               timeout: float = 60.0) -> Job:
         """Tick ``manager`` (None: only read the store) until ``done(job)``; the job."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        seen: list[str] = []  # what each look found, for the message when it fails
         while True:
             if manager is not None:
                 manager.tick()
@@ -87,6 +94,8 @@ class Bench:
             assert job is not None, f"job {job_id} vanished"
             if done(job):
                 return job
+            seen.append(f"{time.monotonic() - started:.1f}s {job.state} {job.progress.get('step')}")
+            assert not job.final, f"job {job_id} ended ({job.state}: {job.reason}) before it got there: {seen}"
             assert time.monotonic() < deadline, f"job {job_id} stuck: {job.state} {job.progress} {job.tail[-5:]}"
             time.sleep(0.1)
 
@@ -108,3 +117,14 @@ class Bench:
         if not self.envfile.exists():
             return []
         return [json.loads(line) for line in self.envfile.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def bench(fake_musubi: FakeMusubi, tmp_path: Path, hardening: Any) -> Iterator[Bench]:
+    bench = Bench(tmp_path, fake_musubi)
+    yield bench
+    bench.close()
+    left = wait_all_gone(bench.pids(), 10)
+    stuck = [f"{j.name} {j.state} {j.progress}" for j in bench.store.list() if j.active]
+    hardening.record(processes_left=len(left), jobs_stuck=len(stuck))
+    assert left == [] and stuck == [], f"left behind: processes {left}, active jobs {stuck}"

@@ -12,31 +12,26 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psutil
 import pytest
+
+pytest.register_assert_rewrite("hardening", "jobs_support")
+
+import hardening  # noqa: E402,F401  (registers the marker before the decorators below)
 
 from executor.errors import RunError
 from executor.runs.execute import execute_plan
 from executor.runs.history import read_history
 from executor.runs.jobs import BACKSTOP
-from fakes import FakeMusubi, fake_musubi  # noqa: F401  (session fixture)
-from jobs_support import Bench
+from jobs_support import Bench  # noqa: E402
 from procs import alive, wait_all_gone
 
+pytest_plugins = ["hardening", "jobs_support"]
 pytestmark = pytest.mark.timeout(180)
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-
-@pytest.fixture
-def bench(fake_musubi: FakeMusubi, tmp_path: Path) -> Iterator[Bench]:  # noqa: F811
-    bench = Bench(tmp_path, fake_musubi)
-    yield bench
-    bench.close()
-    left = wait_all_gone(bench.pids(), 10)
-    stuck = [j.id for j in bench.store.list() if j.active]
-    assert left == [] and stuck == [], f"left behind: processes {left}, active jobs {stuck}"
 
 
 def running(job: Any) -> bool:
@@ -49,6 +44,7 @@ def result_json(run_dir: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------- same as foreground
 
+@pytest.mark.hardening("jobs", "trainer_crash")
 @pytest.mark.parametrize("scenario,launcher", [("ok", "accelerate"), ("oom", "accelerate"), ("sigkill", "python"),
                                                ("no_output", "accelerate"), ("missing_module", "python")])
 def test_a_background_job_ends_as_the_same_run_in_the_foreground(bench: Bench, scenario: str, launcher: str) -> None:
@@ -91,7 +87,7 @@ def test_a_background_job_ends_as_the_same_run_in_the_foreground(bench: Bench, s
 def test_a_new_manager_re_attaches_and_the_job_continues_without_duplicates(bench: Bench) -> None:
     bench.configure(env={"FAKE_MUSUBI_STEP_SECONDS": "0.25"})
     first = bench.manager()
-    job = first.submit(bench.plan(epochs=6), kind="train", name="long")
+    job = first.submit(bench.plan(epochs=12), kind="train", name="long")
     before = bench.until(first, job.id, running)
     first.close()  # ComfyUI goes away; the job does not
     time.sleep(1.5)
@@ -106,12 +102,13 @@ def test_a_new_manager_re_attaches_and_the_job_continues_without_duplicates(benc
     done = bench.final(second, job.id)
     assert done.state == "succeeded"
     points = read_history(os.path.join(done.run_dir, "loss.jsonl"))
-    assert [p["step"] for p in points] == list(range(1, 19)), "every step once, in order"
+    assert [p["step"] for p in points] == list(range(1, 37)), "every step once, in order"
     assert result_json(done.run_dir)["status"] == "succeeded"
 
 
+@pytest.mark.hardening("jobs", "ended_while_down")
 def test_a_job_that_ended_while_no_manager_ran_gets_its_verdict(bench: Bench) -> None:
-    bench.configure(env={"FAKE_MUSUBI_STEP_SECONDS": "0.1"})
+    bench.configure(env={"FAKE_MUSUBI_STEP_SECONDS": "0.3"})
     first = bench.manager()
     job = first.submit(bench.plan(epochs=3), kind="train", name="away")
     bench.until(first, job.id, lambda j: j.state == "running")
@@ -123,11 +120,12 @@ def test_a_job_that_ended_while_no_manager_ran_gets_its_verdict(bench: Bench) ->
     assert done.state == "succeeded" and done.progress["step"] == done.progress["total"] == 9
 
 
+@pytest.mark.hardening("jobs", "trainer_killed_while_down")
 @POSIX
 def test_a_trainer_killed_while_no_manager_ran_is_failed_with_its_tail_never_running(bench: Bench) -> None:
     bench.configure(env={"FAKE_MUSUBI_STEP_SECONDS": "0.25"})
     first = bench.manager()
-    job = first.submit(bench.plan(epochs=6, launcher="python"), kind="train", name="killed")
+    job = first.submit(bench.plan(epochs=20, launcher="python"), kind="train", name="killed")
     bench.until(first, job.id, running)
     first.close()
     for pid in bench.pids(("script",)):
@@ -141,11 +139,12 @@ def test_a_trainer_killed_while_no_manager_ran_is_failed_with_its_tail_never_run
     assert result_json(done.run_dir)["status"] == "failed"
 
 
+@pytest.mark.hardening("jobs", "power_loss")
 @POSIX
 def test_a_job_whose_whole_tree_died_with_no_record_is_lost_with_its_log_tail(bench: Bench) -> None:
     bench.configure(env={"FAKE_MUSUBI_STEP_SECONDS": "0.25"})
     first = bench.manager()
-    job = first.submit(bench.plan(epochs=6), kind="train", name="power")
+    job = first.submit(bench.plan(epochs=20), kind="train", name="power")
     job = bench.until(first, job.id, running)
     first.close()
     wrapper = psutil.Process(job.pid)
@@ -162,6 +161,7 @@ def test_a_job_whose_whole_tree_died_with_no_record_is_lost_with_its_log_tail(be
     assert record["status"] == "lost" and record["tail"]
 
 
+@pytest.mark.hardening("jobs", "launch_not_recorded")
 def test_a_start_whose_launch_was_never_recorded_is_queued_again(bench: Bench) -> None:
     manager = bench.manager(schedule=False)
     job = manager.submit(bench.plan(), kind="train", name="half")
@@ -179,7 +179,7 @@ def overlap(a: Any, b: Any) -> bool:
 
 
 def test_two_jobs_on_one_gpu_run_one_after_the_other(bench: Bench) -> None:
-    bench.configure(gpus=(0,), env={"FAKE_MUSUBI_STEP_SECONDS": "0.1"})
+    bench.configure(gpus=(0,), env={"FAKE_MUSUBI_STEP_SECONDS": "0.3"})
     manager = bench.manager()
     a = manager.submit(bench.plan(name="a"), kind="train", name="a")
     b = manager.submit(bench.plan(name="b"), kind="train", name="b")
@@ -203,6 +203,7 @@ def test_two_jobs_on_two_gpus_run_side_by_side_each_on_its_own(bench: Bench) -> 
     assert {r["CUDA_DEVICE_ORDER"] for r in records} == {"PCI_BUS_ID"}
 
 
+@pytest.mark.hardening("jobs", "gpu_unavailable")
 def test_pinned_and_reserved_gpus(bench: Bench) -> None:
     bench.configure(gpus=(0, 1), reserved_gpus=(0,))
     manager = bench.manager()
@@ -215,6 +216,7 @@ def test_pinned_and_reserved_gpus(bench: Bench) -> None:
     assert [r["CUDA_VISIBLE_DEVICES"] for r in bench.env_records()] == ["1"]
 
 
+@pytest.mark.hardening("jobs", "folder_busy")
 def test_a_job_waits_for_a_folder_another_job_writes_to(bench: Bench) -> None:
     bench.configure(gpus=(0, 1), env={"FAKE_MUSUBI_STEP_SECONDS": "0.1"})
     shared = str(bench.tmp / "out" / "shared")
@@ -244,6 +246,7 @@ def test_stop_ends_the_whole_tree_within_two_seconds_and_the_job_is_cancelled(be
     print(f"stop -> tree gone and job cancelled in {took:.2f} s")
 
 
+@pytest.mark.hardening("jobs", "stop_ignored")
 @POSIX
 def test_a_wrapper_that_does_not_stop_is_killed_by_the_backstop(bench: Bench) -> None:
     bench.configure(env={"FAKE_MUSUBI_STEP_SECONDS": "0.3"})
@@ -259,7 +262,7 @@ def test_a_wrapper_that_does_not_stop_is_killed_by_the_backstop(bench: Bench) ->
 def test_queued_jobs_can_be_stopped_or_removed_and_running_ones_not_removed(bench: Bench) -> None:
     bench.configure(gpus=(0,), env={"FAKE_MUSUBI_STEP_SECONDS": "0.2"})
     manager = bench.manager()
-    first = manager.submit(bench.plan(name="first", epochs=4), kind="train", name="first")
+    first = manager.submit(bench.plan(name="first", epochs=10), kind="train", name="first")
     second = manager.submit(bench.plan(name="second"), kind="train", name="second")
     third = manager.submit(bench.plan(name="third"), kind="train", name="third")
     bench.until(manager, first.id, running)
@@ -297,3 +300,23 @@ def test_listeners_hear_every_state_and_the_progress(bench: Bench) -> None:
     assert "running" in states
     steps = [step for state, events, step in heard if "progress" in events and step]
     assert len(steps) >= 3 and steps == sorted(steps)
+
+
+@pytest.mark.hardening("jobs", "second_manager")
+def test_two_managers_of_one_store_one_leads_and_a_stop_from_the_other_works(bench: Bench) -> None:
+    bench.configure(env={"FAKE_MUSUBI_STEP_SECONDS": "0.3"})
+    leader, watcher = bench.manager(), bench.manager()
+    job = leader.submit(bench.plan(epochs=20), kind="train", name="two")
+    leader.tick()
+    watcher.tick()
+    assert leader.leading and not watcher.leading
+    bench.until(leader, job.id, running)
+    heard: list[str] = []
+    watcher.listeners.append(lambda j, events: heard.append(j.state))
+    assert watcher.stop(job.id).state == "stopping"
+    for _ in range(3):
+        watcher.tick()  # only watches: it never finishes a job itself
+    done = bench.final(leader, job.id, timeout=20)
+    assert done.state == "cancelled"
+    watcher.tick()
+    assert "cancelled" in heard

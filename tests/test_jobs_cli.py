@@ -10,24 +10,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from fakes import FakeMusubi, fake_musubi  # noqa: F401  (session fixture)
-from jobs_support import Bench
-from procs import wait_all_gone
+pytest.register_assert_rewrite("hardening", "jobs_support")
 
+import hardening  # noqa: E402,F401  (registers the marker before the decorators below)
+
+from jobs_support import Bench
+
+pytest_plugins = ["hardening", "jobs_support"]
 pytestmark = pytest.mark.timeout(180)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture
-def bench(fake_musubi: FakeMusubi, tmp_path: Path) -> Iterator[Bench]:  # noqa: F811
-    bench = Bench(tmp_path, fake_musubi, FAKE_MUSUBI_STEP_SECONDS="0.2")
-    yield bench
-    bench.close()
-    assert wait_all_gone(bench.pids(), 10) == []
 
 
 def jobs(bench: Bench, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -37,6 +32,7 @@ def jobs(bench: Bench, *args: str, timeout: float = 60) -> subprocess.CompletedP
 
 
 def test_list_show_and_tail_follow_a_job_to_its_end(bench: Bench) -> None:
+    bench.configure(env={"FAKE_MUSUBI_STEP_SECONDS": "0.2"})
     manager = bench.manager()
     job = manager.submit(bench.plan(name="cli"), kind="train", name="cli run")
     listed = jobs(bench, "list")
@@ -53,7 +49,9 @@ def test_list_show_and_tail_follow_a_job_to_its_end(bench: Bench) -> None:
     assert [j["id"] for j in as_json["jobs"]] == [job.id]
 
 
+@pytest.mark.hardening("jobs", "stop_route")
 def test_stop_from_the_command_line_without_comfyui(bench: Bench) -> None:
+    bench.configure(env={"FAKE_MUSUBI_STEP_SECONDS": "0.2"})
     manager = bench.manager()
     job = bench.until(manager, manager.submit(bench.plan(name="stopme", epochs=30), kind="train", name="s").id,
                       lambda j: j.state == "running")

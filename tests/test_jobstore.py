@@ -11,11 +11,17 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+pytest.register_assert_rewrite("hardening", "jobs_support")
+
+import hardening  # noqa: E402,F401  (registers the marker before the decorators below)
+
 from executor.runs.jobstore import ACTIVE, FINAL, STATES, Job, JobStore, new_job_id, valid_job_id
 
+pytest_plugins = ["hardening"]
 pytestmark = pytest.mark.timeout(120)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,24 +117,27 @@ WRITER = textwrap.dedent("""
     for job in store.queue_order():
         if store.update(job.id, {{"queued"}}, state="starting", pid={n}) is not None:
             won += 1
-    for i in range(30):
+    for i in range(10):
         for job in store.list({{"starting"}}):
             store.update(job.id, {{"starting"}}, progress={{"writer": {n}, "i": i}})
     print(won)
 """)
 
 
-def test_processes_racing_for_the_same_jobs_never_move_one_twice(tmp_path: Path) -> None:
+@pytest.mark.hardening("jobs", "store_race")
+def test_processes_racing_for_the_same_jobs_never_move_one_twice(tmp_path: Path, hardening: Any) -> None:
     store = JobStore.in_folder(str(tmp_path))
     ids = [store.add(job(name=str(i)))[0].id for i in range(40)]
     procs = []
     for n in range(4):
         script = tmp_path / f"w{n}.py"
         script.write_text(WRITER.format(root=str(PROJECT_ROOT), path=store.path, n=n), encoding="utf-8")
-        procs.append(subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                                      env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}))
-    won = [int(p.communicate(timeout=100)[0]) for p in procs]
-    assert all(p.returncode == 0 for p in procs)
+        procs.append(subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}))
+    outputs = [p.communicate(timeout=100) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    won = [int(out) for out, _ in outputs]
+    hardening.record(processes_left=len([p for p in procs if p.poll() is None]))
     assert sum(won) == len(ids), won  # every job claimed exactly once
     jobs = [store.get(i) for i in ids]
     assert all(j.state == "starting" for j in jobs)

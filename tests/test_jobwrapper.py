@@ -16,27 +16,20 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psutil
 import pytest
 
 from executor.process import detach, winjob
-from fakes import FakeMusubi, fake_musubi  # noqa: F401  (session fixture)
 from jobs_support import Bench
 from procs import alive, wait_all_gone
 
+pytest_plugins = ["hardening", "jobs_support"]
 pytestmark = pytest.mark.timeout(120)
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and sessions")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture
-def bench(fake_musubi: FakeMusubi, tmp_path: Path) -> Iterator[Bench]:  # noqa: F811
-    bench = Bench(tmp_path, fake_musubi)
-    yield bench
-    left = wait_all_gone(bench.pids(), 10)
-    assert left == [], f"processes left behind: {left}"
 
 
 def launch(bench: Bench, plan: Any, **kwargs: Any) -> tuple[detach.Handle, subprocess.Popen, Path]:

@@ -28,6 +28,7 @@ FINAL = frozenset(STATES[4:])
 SCHEMA_VERSION = 1
 RETRY_FOR = 15.0  # seconds a write keeps retrying "database is locked"
 _JSON = ("plan", "gpus", "cmdline", "tail", "progress", "meta", "delivered")
+_DURABLE = {"state", "pid", "create_time", "cmdline", "delivered", "gpus"}  # what a restart must find
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -166,9 +167,13 @@ class JobStore:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             conn = self._connect()
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                _retry(lambda: conn.executescript(_SCHEMA))
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                # Every first use in every process comes here: each statement may meet another
+                # process's write and is retried like any write.
+                if _retry(lambda: conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                    _retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
+                if _retry(lambda: conn.execute("PRAGMA user_version").fetchone()[0]) != SCHEMA_VERSION:
+                    _retry(lambda: conn.executescript(_SCHEMA))
+                    _retry(lambda: conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}"))
             finally:
                 conn.close()
             self._ready = True
@@ -183,10 +188,17 @@ class JobStore:
         finally:
             conn.close()
 
-    def _write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        """``work(conn)`` inside BEGIN IMMEDIATE ... COMMIT, retried while the file is locked."""
+    def _write(self, work: Callable[[sqlite3.Connection], Any], *, durable: bool = True) -> Any:
+        """``work(conn)`` inside BEGIN IMMEDIATE ... COMMIT, retried while the file is locked.
+
+        ``durable``: the commit reaches the disk before we go on (a state change). Progress is
+        written without that wait (WAL with synchronous=NORMAL: safe against a crash of any
+        process, only the last progress may be lost to a power cut, and the next durable
+        commit carries it too): a fsync per progress update costs seconds on a busy disk."""
         self._ensure()
         conn = self._connect()
+        if not durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
         try:
             def once() -> Any:
                 conn.execute("BEGIN IMMEDIATE")
@@ -275,7 +287,7 @@ class JobStore:
                          [_encode(n, v) for n, v in changes.items()] + [job_id])
             return _row_to_job(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
-        return self._write(work)
+        return self._write(work, durable=bool(set(changes) & _DURABLE))
 
     def delete(self, job_id: str, expect: Iterable[str] = ("queued",)) -> bool:
         expected = sorted(set(expect))
@@ -307,7 +319,7 @@ class JobStore:
                          (name, mine, self._clock()))
             return True
 
-        return self._write(work)
+        return self._write(work, durable=False)
 
     def lease_holder(self, name: str) -> Optional[dict[str, Any]]:
         rows = self._read("SELECT holder FROM leases WHERE name = ?", (name,))
