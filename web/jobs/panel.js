@@ -3,7 +3,7 @@
 // sample image survive progress events). It keeps no state of its own beyond the elements: the
 // frontend gives render() a new empty div each time the tab is shown and drops it when hidden.
 
-import { ACTIVE, RUNNING } from "./store.js";
+import { RUNNING } from "./store.js";
 import { lossCurve } from "./chart.js";
 import { clock, duration, loss, rate } from "./text.js";
 
@@ -72,7 +72,10 @@ export class JobsPanel {
         this.cards.set(job.id, card);
       }
       if (this.list.children[index] !== card.root) this.list.insertBefore(card.root, this.list.children[index] ?? null);
-      if (!this.ui.expanded.has(job.id)) this.ui.expanded.set(job.id, ACTIVE.has(job.state) || index === 0);
+      // open at first: a job that runs, or the newest one unless it only waits
+      if (!this.ui.expanded.has(job.id)) {
+        this.ui.expanded.set(job.id, RUNNING.has(job.state) || (index === 0 && job.state !== "queued"));
+      }
       card.update(job);
     });
   }
@@ -110,6 +113,8 @@ class JobCard {
     this.log.append(el("summary", null, t("log")));
     this.logText = el("pre", "musubi-job-log");
     this.log.append(this.logText);
+    // the newest lines in view once opened (a closed <details> has no layout to scroll)
+    this.log.addEventListener("toggle", () => { this.logText.scrollTop = this.logText.scrollHeight; });
     this.folder = this.copyable(t("runFolder"), "musubi-job-folder");
     this.command = el("details", "musubi-job-section");
     this.command.append(el("summary", null, t("command")));
@@ -231,15 +236,15 @@ class JobCard {
     this.sample.hidden = !url;
 
     const tail = (job.log_tail ?? []).join("\n");
-    const box = this.logText;
-    const atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
-    setText(box, tail);
-    if (atEnd) box.scrollTop = box.scrollHeight; // follow the newest line unless scrolled up
     this.log.hidden = !tail;
-    if (!this.log.dataset.opened) { // once; then it stays as the user leaves it
+    if (tail && !this.log.dataset.opened) { // once; then it stays as the user leaves it
       this.log.dataset.opened = "1";
       this.log.open = job.state !== "succeeded" && job.state !== "cancelled";
     }
+    const box = this.logText;
+    const atEnd = !box.textContent || box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+    setText(box, tail);
+    if (atEnd) box.scrollTop = box.scrollHeight; // follow the newest line unless scrolled up
     setText(this.folder.text, job.run_dir);
     this.folder.row.hidden = !job.run_dir;
     setText(this.commandText.text, job.command);

@@ -19,6 +19,7 @@ export class JobStore {
     this.api = api;
     this.jobs = new Map(); // id -> job JSON
     this.histories = new Map(); // id -> {points, fetched, final, loading}
+    this.removed = new Set(); // ids gone from the server: never shown again
     this.loaded = false;
     this.error = null; // the last failed refresh, shown by the panel
     this.onEnd = () => {}; // (job) => ..., when a job seen unfinished reaches a final state
@@ -83,14 +84,16 @@ export class JobStore {
     this._changed();
   }
 
-  /** A job from the websocket event. */
+  /** A job from the websocket event; `removed: true` when it was taken off the queue. */
   receive(job) {
     if (!job?.id) return;
-    this._merge(job);
+    if (job.removed) this._forget(job.id);
+    else this._merge(job);
     this._changed();
   }
 
   _merge(job) {
+    if (this.removed.has(job.id)) return; // a list answer older than the removal
     const before = this.jobs.get(job.id);
     // A final state is final: a list answer that left the server before the job ended must
     // not bring it back to "running".
@@ -103,6 +106,7 @@ export class JobStore {
   _forget(id) {
     this.jobs.delete(id);
     this.histories.delete(id);
+    this.removed.add(id);
   }
 
   // Between fetches the curve grows from the events' progress (at most two a second, so a fast
