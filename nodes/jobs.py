@@ -31,12 +31,15 @@ class _Host:
         self.lock = threading.Lock()
         self.thread: Optional[threading.Thread] = None
         self.ready = threading.Event()
+        self.reconciled = threading.Event()  # the first tick (reconcile) is over
         self.manager: Any = None
         self.failed: Optional[BaseException] = None
         self.delivering: set[str] = set()
         self.sent: dict[str, float] = {}
         self.node_jobs: dict[str, str] = {}  # Train node id -> its newest background job
         self.commands: OrderedDict[str, str] = OrderedDict()
+        self.settings: Any = None
+        self.settings_error = ""
 
 
 _host = _Host()
@@ -56,19 +59,30 @@ def start(*, only_with_server: bool = True) -> bool:
 
 
 def manager(timeout: float = 60.0) -> Any:
-    """The running JobManager (starting it if pack load did not)."""
+    """The running JobManager (starting it if pack load did not), once its first tick is over:
+    nobody is ever shown the state a job had before ComfyUI's restart."""
     from .errors import error_type
 
     start(only_with_server=False)
     if not _host.ready.wait(timeout) or _host.manager is None:
         raise error_type("SetupError")(f"the background job manager could not start: {_host.failed!r}")
+    _host.reconciled.wait(timeout)
     return _host.manager
 
 
 def _settings() -> Any:
+    """The current settings; while the settings file is broken, the last good ones (said once)."""
     from .check import settings
 
-    return settings()
+    try:
+        _host.settings = settings()
+    except Exception as exc:  # noqa: BLE001 - a typo in a settings file must not stop the queue
+        if str(exc) != _host.settings_error:
+            _host.settings_error = str(exc)
+            LOG.error("musubi-tuner: background jobs keep the last good settings: %s", exc)
+        if _host.settings is None:
+            raise
+    return _host.settings
 
 
 def _loop() -> None:
@@ -96,6 +110,7 @@ def _loop() -> None:
                     _queue_delivery(jobs, job)
         except Exception:  # noqa: BLE001 - the loop must outlive any one failure
             LOG.exception("musubi-tuner: background jobs tick failed")
+        _host.reconciled.set()
         time.sleep(TICK)
 
 

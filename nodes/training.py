@@ -238,7 +238,8 @@ class MusubiTrainLoRA:
                    "progress (steps, epoch, loss, ETA, the log's last lines, the newest sample image or the loss "
                    "curve as preview) and a Cancel that stops the whole training. The finished LoRA is put into "
                    "models/loras/musubi-tuner/ so LoraLoader lists it; the loss curve and the last samples are "
-                   "outputs.")
+                   "outputs. With run_as background the training runs as a job beside ComfyUI (which stays free "
+                   "and may restart) and the node returns its job_id at once.")
     CATEGORY = CATEGORY
     FUNCTION = "train"
     OUTPUT_NODE = True

@@ -120,12 +120,19 @@ class JobsComfy:
         return self.client().get(f"/api/musubi-tuner/jobs/{job_id}")
 
     def until(self, job_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 90) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        seen: list[str] = []  # what each look found, for the message when it fails
         while True:
             job = self.job(job_id)
             if done(job):
                 return job
-            assert time.monotonic() < deadline, f"job {job_id} stuck: {job['state']} {job['progress']} {job['log_tail']}"
+            look = f"{job['state']} {job['progress']['step']}"
+            if not seen or not seen[-1].endswith(look):
+                seen.append(f"{time.monotonic() - started:.1f}s {look}")
+            assert job["state"] not in ("succeeded", "failed", "cancelled", "lost"), \
+                f"job {job_id} ended ({job['state']}: {job['reason']}) before it got there: {seen}"
+            assert time.monotonic() < deadline, f"job {job_id} stuck: {seen} {job['log_tail']}"
             time.sleep(0.2)
 
     @property
@@ -135,10 +142,11 @@ class JobsComfy:
     # -- processes ----------------------------------------------------------------------------
 
     def pids(self, roles: tuple[str, ...] = ("launcher", "script", "worker")) -> list[int]:
+        """Living processes the fake started (caching runs included, long gone)."""
         if not self.pidfile.exists():
             return []
-        return [int(pid) for role, pid in (line.split() for line in self.pidfile.read_text().splitlines() if line)
-                if role in roles]
+        return alive(int(pid) for role, pid in (line.split() for line in self.pidfile.read_text().splitlines() if line)
+                     if role in roles)
 
     def wrappers(self) -> list[int]:
         """Living job wrappers whose run folder is under this ComfyUI's base folder."""
@@ -150,9 +158,11 @@ class JobsComfy:
         return alive(found)
 
     def env_records(self) -> list[dict[str, Any]]:
+        """What each training script started with (caching scripts left out)."""
         if not self.envfile.exists():
             return []
-        return [json.loads(line) for line in self.envfile.read_text().splitlines() if line.strip()]
+        records = [json.loads(line) for line in self.envfile.read_text().splitlines() if line.strip()]
+        return [r for r in records if "train" in r["script"]]
 
 
 def job_steps(messages: list[Any], job_id: str) -> list[int]:

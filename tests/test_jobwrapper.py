@@ -21,9 +21,11 @@ from typing import Any
 import psutil
 import pytest
 
-from executor.process import detach, winjob
-from jobs_support import Bench
-from procs import alive, wait_all_gone
+pytest.register_assert_rewrite("hardening", "jobs_support")
+
+from executor.process import detach, winjob  # noqa: E402
+from jobs_support import Bench  # noqa: E402
+from procs import alive, wait_all_gone  # noqa: E402
 
 pytest_plugins = ["hardening", "jobs_support"]
 pytestmark = pytest.mark.timeout(120)
@@ -207,6 +209,7 @@ def test_the_wrapper_is_recognised_only_by_pid_create_time_and_command_line(benc
     try:
         assert detach.is_running(handle)
         assert not detach.is_running(detach.Handle(handle.pid, handle.create_time + 0.5, handle.cmdline))
+        assert not detach.is_running(detach.Handle(handle.pid, handle.create_time + 3.0, handle.cmdline))
         assert not detach.is_running(detach.Handle(handle.pid, handle.create_time, handle.cmdline[:-1]))
         assert detach.find(str(run_dir)) == handle
     finally:
@@ -234,3 +237,54 @@ def test_windows_thread_entry_has_the_documented_size() -> None:
     import ctypes
 
     assert ctypes.sizeof(winjob.THREADENTRY32) == 28  # dwSize must be exactly this on Windows
+
+
+def test_the_identity_taken_at_launch_always_names_the_wrapper(tmp_path: Path) -> None:
+    """For a moment during exec a new process's command line reads as empty; an identity taken
+    then would never match again and the job would look unrecorded for its whole life."""
+    from executor.process.command import Command
+
+    command = Command(argv=(sys.executable, "-c", "import time; time.sleep(3)"), env=dict(os.environ),
+                      cwd=str(tmp_path))
+    launched = []
+    for i in range(25):
+        run_dir = tmp_path / f"run{i}"
+        run_dir.mkdir()
+        launched.append(detach.launch(command, str(run_dir)))
+    try:
+        for handle, popen in launched:
+            assert handle.cmdline and detach.is_running(handle), handle
+    finally:
+        for i, (handle, popen) in enumerate(launched):
+            detach.request_stop(str(tmp_path / f"run{i}"), handle)
+        for handle, popen in launched:
+            popen.wait(20)
+
+
+def test_on_windows_the_wrapper_breaks_away_from_comfyuis_job_and_stays_inside_when_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows only in effect (cannot run here): the flags given to CreateProcess, and the retry
+    without CREATE_BREAKAWAY_FROM_JOB when ComfyUI's job forbids breaking away (access denied)."""
+    monkeypatch.setattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200, raising=False)
+    monkeypatch.setattr(subprocess, "CREATE_NO_WINDOW", 0x08000000, raising=False)
+    calls: list[int] = []
+
+    def popen(argv: list[str], *, creationflags: int, **options: Any) -> str:
+        calls.append(creationflags)
+        if creationflags & detach.CREATE_BREAKAWAY_FROM_JOB:
+            raise PermissionError(5, "Access is denied")
+        assert options["stdin"] is subprocess.DEVNULL and options["close_fds"]
+        return "started"
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    options = {"stdin": subprocess.DEVNULL, "close_fds": True}
+    assert detach._start_windows(["python", "jobwrapper.py"], options) == "started"
+    assert calls == [0x200 | 0x08000000 | 0x01000000, 0x200 | 0x08000000]
+    assert not any(flag & 0x8 for flag in calls), "never DETACHED_PROCESS: console grandchildren would pop up"
+
+
+def test_create_times_a_boot_time_step_apart_are_the_same_start_on_linux() -> None:
+    assert detach.same_start(1000.123, 1000.125) and not detach.same_start(1000.1, 1000.2)
+    assert detach.same_start(1000.123, 1001.124) == sys.platform.startswith("linux")
+    assert not detach.same_start(1000.123, 1001.5) and not detach.same_start(1000.0, 1003.0)
+    assert not detach.same_start(1000.0, None)

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ STOP_FILE = "stop.request"
 LOG_FILE = "run.log"
 SAME_START = 0.01  # seconds: create times of one process read twice agree far better than this
 CREATE_BREAKAWAY_FROM_JOB = 0x01000000
+IDENTIFY_WITHIN = 5.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,15 @@ def launch(command: Any, run_dir: str, *, grace: float = 1.0, timeout: Optional[
         except OSError as exc:
             raise TrainerNotFound(f"Cannot start {script}: {exc}",
                                   hint="Check the musubi-tuner paths in the settings.") from exc
+    # Popen returns once exec started, and for a moment during exec the new process's command
+    # line reads as empty: an identity taken then would never match again.
+    deadline = time.monotonic() + IDENTIFY_WITHIN
     handle = identify(popen.pid)
-    if handle is None:  # it died at once; the record says why (the wrapper writes run.log)
-        handle = Handle(popen.pid, 0.0, tuple(wrapper))
+    while (handle is None or not handle.cmdline) and popen.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+        handle = identify(popen.pid)
+    if handle is None or not handle.cmdline:  # it died at once; the record says why (run.log)
+        handle = Handle(popen.pid, handle.create_time if handle else 0.0, tuple(wrapper))
     return handle, popen
 
 
@@ -119,6 +127,19 @@ def find(run_dir: str) -> Optional[Handle]:
     return None
 
 
+def same_start(a: float, b: Optional[float]) -> bool:
+    """Two readings of one process's create time. Linux derives it from the boot time in
+    /proc/stat, a whole number of seconds the kernel recomputes from the wall clock at each
+    read: a clock adjustment can move it by exactly one second. So whole-second steps (up to
+    two) count as the same start; the pid and the command line must match as well."""
+    if b is None:
+        return False
+    diff = abs(a - b)
+    if diff <= SAME_START:
+        return True
+    return sys.platform.startswith("linux") and diff <= 2 + SAME_START and abs(diff - round(diff)) <= SAME_START
+
+
 def is_running(handle: Handle) -> bool:
     """True while the process ``handle`` names runs: same pid, create time and command line,
     not a zombie. A zombie child of ours (after an exec restart the wrapper is still our
@@ -126,7 +147,7 @@ def is_running(handle: Handle) -> bool:
     try:
         proc = psutil.Process(handle.pid)
         with proc.oneshot():
-            if abs(proc.create_time() - handle.create_time) > SAME_START:
+            if not same_start(proc.create_time(), handle.create_time):
                 return False
             if proc.status() == psutil.STATUS_ZOMBIE:
                 _reap_if_ours(proc)
@@ -142,8 +163,7 @@ def same_process(pid: int, create_time: Optional[float]) -> bool:
     """True while ``pid`` is a living (not zombie) process started at ``create_time``."""
     try:
         proc = psutil.Process(pid)
-        return (create_time is not None and abs(proc.create_time() - create_time) <= SAME_START
-                and proc.status() != psutil.STATUS_ZOMBIE)
+        return same_start(proc.create_time(), create_time) and proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.Error, OSError):
         return False
 
@@ -202,8 +222,7 @@ def kill_tree(handle: Handle) -> list[tuple[int, str]]:
     for proc in procs:
         try:
             name = proc.name()
-            if not IS_WINDOWS:
-                proc.suspend()  # nothing forks behind our back while the rest is killed
+            proc.suspend()  # nothing forks behind our back while the rest is killed (NtSuspendProcess on Windows)
             killed.append((proc.pid, name))
         except (psutil.Error, OSError):
             pass

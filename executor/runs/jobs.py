@@ -79,6 +79,7 @@ class JobManager:
         self._stop_sent: dict[str, float] = {}
         self._seen: dict[str, tuple] = {}
         self._removed: list[Job] = []
+        self._said: set[tuple[Any, ...]] = set()
         self._since = clock()
         self._holder = _me()
         self.leading = False
@@ -197,6 +198,7 @@ class JobManager:
     def reconcile(self) -> dict[str, int]:
         """Find every active job where it really is; counts of what was found."""
         counts = {"reattached": 0, "finished": 0, "requeued": 0}
+        started = time.monotonic()
         for job in self.store.queue_order():
             if job.state not in RUNNING:
                 continue
@@ -209,8 +211,10 @@ class JobManager:
             else:
                 counts["reattached"] += 1
         self.reconciled = True
-        LOG.info("musubi-tuner jobs: %(reattached)d re-attached, %(finished)d ended while away, "
-                 "%(requeued)d queued again", counts)
+        if any(counts.values()):
+            LOG.info("musubi-tuner jobs: %d re-attached, %d ended while away, %d queued again (%.0f ms)",
+                     counts["reattached"], counts["finished"], counts["requeued"],
+                     (time.monotonic() - started) * 1000)
         return counts
 
     def _lead(self) -> bool:
@@ -228,8 +232,12 @@ class JobManager:
     def _guard(self, action: Callable[[Any], Any], job: Optional[Job]) -> None:
         try:
             action(job)
-        except Exception:  # noqa: BLE001 - one broken job must not stop the others
-            LOG.exception("musubi-tuner jobs: %s failed for %s", action.__name__, job.id if job else "the queue")
+        except Exception as exc:  # noqa: BLE001 - one broken job must not stop the others
+            # Told once per job and problem, not at every tick.
+            said = (action.__name__, job.id if job else None, str(exc))
+            if said not in self._said:
+                self._said.add(said)
+                LOG.exception("musubi-tuner jobs: %s failed for %s", action.__name__, job.id if job else "the queue")
 
     # -- following one job ----------------------------------------------------------------------
 
@@ -261,10 +269,10 @@ class JobManager:
         self._finish(job, tail)
 
     def _unrecorded(self, job: Job) -> None:
-        """``starting`` without a recorded wrapper: the launcher died mid-launch."""
+        """Active without a recorded wrapper: the launcher died mid-launch."""
         found = detach.find(job.run_dir)
         if found is not None:
-            self.store.update(job.id, {"starting", "stopping"}, pid=found.pid, create_time=found.create_time,
+            self.store.update(job.id, RUNNING, pid=found.pid, create_time=found.create_time,
                               cmdline=list(found.cmdline))
         elif detach.read_exit(job.run_dir) is None and not os.path.exists(os.path.join(job.run_dir, LOG_FILE)):
             self.store.update(job.id, {"starting"}, state="queued", started_at=None, gpus=_requested(job))
