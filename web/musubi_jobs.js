@@ -14,6 +14,7 @@ import { language, loadTexts, makeTranslator } from "./jobs/text.js";
 const TAB_ID = "musubi-tuner-jobs";
 const EVENT = "musubi_tuner.job";
 const TOAST_MS = 10000;
+const LORA_WAIT_MS = 30000;
 
 function sidebar() {
   return app.extensionManager?.sidebarTab ?? app.extensionManager;
@@ -52,9 +53,29 @@ const texts = loadTexts(api);
 const store = new JobStore(api);
 const notify = (severity, summary, detail, life) =>
   app.extensionManager?.toast?.add({ severity, summary, detail, ...(life ? { life } : {}) });
-store.onEnd = (job) => texts.then(() => {
+const toastEnd = (job) => texts.then(() => {
   const toast = endToast(job, t);
   notify(toast.severity, toast.summary, toast.detail, toast.life);
+});
+// A finished training's LoRA is delivered (converted, copied to models/loras) just after the job
+// ends: its toast waits for the LoRA's name, for LORA_WAIT_MS at most.
+const awaitingLora = new Map(); // job id -> timer
+store.onEnd = (job) => {
+  if (job.state !== "succeeded" || job.kind !== "train" || job.lora) return toastEnd(job);
+  awaitingLora.set(job.id, setTimeout(() => {
+    awaitingLora.delete(job.id);
+    toastEnd(store.jobs.get(job.id) ?? job);
+  }, LORA_WAIT_MS));
+};
+store.subscribe(() => {
+  for (const [id, timer] of awaitingLora) {
+    const job = store.jobs.get(id);
+    if (job?.lora) {
+      clearTimeout(timer);
+      awaitingLora.delete(id);
+      toastEnd(job);
+    }
+  }
 });
 api.addEventListener(EVENT, ({ detail }) => store.receive(detail));
 api.addEventListener("reconnected", () => {

@@ -227,6 +227,11 @@ class JobCard {
       else {
         const media = VIDEO.test(s.filename) ? el("video") : el("img");
         Object.assign(media, VIDEO.test(s.filename) ? { muted: true, loop: true, autoplay: true, playsInline: true } : {});
+        // a sample read while musubi still writes it fails to decode: ask again a few times
+        let tries = 0;
+        media.addEventListener("error", () => {
+          if (tries < 5) setTimeout(() => { media.src = `${url}&retry=${++tries}`; }, 1000);
+        });
         media.src = url;
         media.title = t("sample", { name: s.filename });
         media.alt = media.title;
