@@ -36,19 +36,27 @@ BADGE = (f"(document.querySelector({json.dumps(TAB)}).querySelector('.p-badge, .
          "?.innerText ?? '').trim()")
 
 
+def server_env(fake: FakeMusubi, data_dir: Path) -> dict[str, str]:
+    return {"MUSUBI_TUNER_ROOT": str(fake.root), "MUSUBI_TUNER_ENV": str(fake.venv),
+            "MUSUBI_TUNER_NODES_DATA_DIR": str(data_dir)}
+
+
+def configure(server: ComfyServer, scenario: str = "samples", step_seconds: float = 1.0) -> None:
+    """The pack's settings for the next jobs (a job takes them when it is queued): the fake's
+    behaviour and pace."""
+    settings = server.base_dir / "user" / "__musubi-tuner-nodes" / "config.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"progress_update_interval": 0.5, "env": {
+        "FAKE_MUSUBI_STEP_SECONDS": str(step_seconds), "FAKE_MUSUBI_SCENARIO": scenario}}), encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def jobs_server(comfy_servers: Any, fake_musubi: FakeMusubi,  # noqa: F811
                 tmp_path_factory: pytest.TempPathFactory) -> ComfyServer:
     """The fake musubi at one second per step with a sample every epoch; its own job store."""
-    data = tmp_path_factory.mktemp("jobs-data")
-    server = comfy_servers.start("browser-jobs", env={
-        "MUSUBI_TUNER_ROOT": str(fake_musubi.root), "MUSUBI_TUNER_ENV": str(fake_musubi.venv),
-        "MUSUBI_TUNER_NODES_DATA_DIR": str(data)})
+    server = comfy_servers.start("browser-jobs", env=server_env(fake_musubi, tmp_path_factory.mktemp("jobs-data")))
     put_tiny_models(server)
-    settings = server.base_dir / "user" / "__musubi-tuner-nodes" / "config.json"
-    settings.parent.mkdir(parents=True, exist_ok=True)
-    settings.write_text(json.dumps({"progress_update_interval": 0.5, "env": {
-        "FAKE_MUSUBI_STEP_SECONDS": "1", "FAKE_MUSUBI_SCENARIO": "samples"}}), encoding="utf-8")
+    configure(server)
     return server
 
 
@@ -80,10 +88,29 @@ def card_state(job_id: str) -> str:
             " const q = s => c.querySelector(s); const img = q('.musubi-job-sample img');"
             " return {state: c.dataset.state, chip: q('.musubi-job-state').innerText,"
             " line: q('.musubi-job-line').innerText, fill: parseFloat(q('.musubi-job-fill').style.width) || 0,"
-            " curve: !!q('.musubi-job-curve path'), sample: img ? img.complete && img.naturalWidth : 0,"
+            " curve: !!q('.musubi-job-curve path'), sample: img ? img.complete && img.naturalWidth : 0, src: img ? img.src : null,"
             " log: q('.musubi-job-log').textContent, folder: q('.musubi-job-folder code').textContent,"
             " command: q('.musubi-job-command code').textContent,"
             " stop: !q('.musubi-job-stop').hidden, remove: !q('.musubi-job-remove').hidden}; })()")
+
+
+def wait_card(page: CdpPage, server: ComfyServer, job_id: str, condition: str, timeout: float) -> dict[str, Any]:
+    """The card's state once `condition` (JS over `s`, the card state) holds; on a timeout the
+    error lists what the card showed meanwhile and what the server says."""
+    seen: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = page.evaluate(f"(() => {{ const s = {card_state(job_id)}; return {{s, ok: !!(s && ({condition}))}}; }})()")
+        if got["ok"]:
+            return got["s"]
+        brief = got["s"] and {k: got["s"].get(k) for k in ("state", "line", "fill", "curve", "sample", "src")}
+        if not seen or seen[-1] != brief:
+            seen.append(brief)
+        time.sleep(0.25)
+    job = server.client().get(f"/musubi-tuner/jobs/{job_id}")
+    job.pop("loss_history", None)
+    shown = "\n".join(map(str, seen[-30:]))
+    raise AssertionError(f"the card never had {condition} in {timeout:.0f} s; it showed:\n{shown}\nserver: {job}")
 
 
 def click_in_card(page: CdpPage, job_id: str, button: str) -> None:
@@ -109,14 +136,12 @@ def test_the_jobs_panel_shows_a_job_moving_removes_a_queued_one_and_stops_the_ru
     open_tab(page)
 
     # the first job moves: bar, step, curve, the newest sample (after epoch 1), log tail
-    first = page.wait_for(f"(() => {{ const s = {card_state(running)};"
-                          " return s && s.state === 'running' && s.fill > 0 && s.curve && s.sample > 0 && s; })()",
-                          timeout=120, value=True)
+    first = wait_card(page, jobs_server, running, "s.state === 'running' && s.fill > 0 && s.curve && s.sample > 0",
+                      timeout=120)
     assert "step" in first["line"] and "/40" in first["line"] and "loss" in first["line"], first
     assert first["log"].strip() and first["folder"] and "train_network" in first["command"], first
     assert first["stop"] and not first["remove"]
-    later = page.wait_for(f"(() => {{ const s = {card_state(running)};"
-                          f" return s && s.fill > {first['fill']} && s; }})()", timeout=30, value=True)
+    later = wait_card(page, jobs_server, running, f"s.fill > {first['fill']}", timeout=30)
     assert later["state"] == "running"
     # the badge on the sidebar button counts the running job
     assert page.evaluate(BADGE) == "1"
@@ -141,8 +166,7 @@ def test_the_jobs_panel_shows_a_job_moving_removes_a_queued_one_and_stops_the_ru
     left = wait_all_gone(tree, within=GONE_WITHIN)
     took = time.monotonic() - pressed
     assert left == [], f"still running {took:.1f} s after Stop: {left}"
-    done = page.wait_for(f"(() => {{ const s = {card_state(running)}; return s && s.state === 'cancelled' && s; }})()",
-                         timeout=15, value=True)
+    done = wait_card(page, jobs_server, running, "s.state === 'cancelled'", timeout=15)
     assert not done["stop"] and not done["remove"]
     page.wait_for("[...document.querySelectorAll('.p-toast-message')]"
                   ".some(m => m.innerText.includes('cancelled') && m.innerText.includes('panel_first'))", timeout=10)
@@ -161,3 +185,73 @@ def test_the_jobs_panel_shows_a_job_moving_removes_a_queued_one_and_stops_the_ru
     assert japanese["chip"] == "中止", japanese
     assert "Musubi Tuner のジョブ" in page.evaluate("document.querySelector('.musubi-jobs-title').innerText")
     page.evaluate("app.extensionManager.setting.set('Comfy.Locale', 'en')")
+
+
+def toast_with(*parts: str) -> str:
+    """Whether a toast on the page contains every one of `parts`."""
+    return (f"[...document.querySelectorAll('.p-toast-message')].some(m => {json.dumps(list(parts))}"
+            ".every(p => m.innerText.includes(p)))")
+
+
+@pytest.mark.timeout(240)
+def test_with_the_tab_closed_a_job_end_still_toasts_failed_with_its_reason_and_done_with_its_lora(
+        jobs_page: CdpPage, jobs_server: ComfyServer) -> None:
+    page = jobs_page
+    dismiss_banner(page)
+    configure(jobs_server, scenario="oom", step_seconds=0.3)
+    failing = submit(jobs_server, "toast_oom", epochs=2)
+    configure(jobs_server, scenario="ok", step_seconds=0.3)
+    fine = submit(jobs_server, "toast_ok", epochs=1)
+    configure(jobs_server)
+    assert page.evaluate("!document.querySelector('.musubi-jobs')")  # the tab is not open
+
+    page.wait_for(f"{BADGE} === '1'", timeout=60)  # the extension counts without the tab
+    page.wait_for(toast_with("Training failed: toast_oom"), timeout=60)
+    failed = jobs_server.client().get(f"/musubi-tuner/jobs/{failing}")
+    assert failed["state"] == "failed" and failed["reason"] and failed["hint"], failed
+    page.wait_for(toast_with("Training failed: toast_oom", failed["reason"][:40], "What to do:"), timeout=5)
+    page.wait_for(toast_with("Training done: toast_ok", "LoRA:", "toast_ok"), timeout=90)
+    done = jobs_server.client().get(f"/musubi-tuner/jobs/{fine}")
+    assert done["state"] == "succeeded" and done["lora"], done
+
+    open_tab(page)
+    shown = wait_card(page, jobs_server, failing, "s.state === 'failed'", timeout=10)
+    assert shown["chip"] == "failed"
+    problem = page.evaluate(f"{card(failing)}.querySelector('.musubi-job-problem').innerText")
+    assert problem == failed["reason"]
+    assert done["lora"]["name"] in page.evaluate(f"{card(fine)}.querySelector('.musubi-job-lora').innerText")
+
+
+@pytest.mark.timeout(300)
+def test_after_a_comfyui_restart_the_panel_fetches_the_jobs_again_and_toasts_the_one_that_ended_meanwhile(
+        chromium: Chromium, comfy_install: Any, fake_musubi: FakeMusubi,  # noqa: F811
+        tmp_path: Path, artifacts_dir: Path) -> None:
+    env = server_env(fake_musubi, tmp_path / "jobs data")
+    server = ComfyServer(comfy_install, tmp_path / "comfy", env=env)
+    servers = [server]
+    try:
+        server.start()
+        put_tiny_models(server)
+        configure(server, scenario="ok", step_seconds=1.0)
+        job = submit(server, "across_restart", epochs=2)
+        with frontend(chromium, server) as page:
+            dismiss_banner(page)
+            open_tab(page)
+            wait_card(page, server, job, "s.state === 'running' && s.fill > 0", timeout=60)
+            run_dir = Path(server.client().get(f"/musubi-tuner/jobs/{job}")["run_dir"])
+            server.stop()  # the training goes on without ComfyUI and ends while it is down
+            deadline = time.monotonic() + 60
+            while not (run_dir / "exit.json").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert (run_dir / "exit.json").exists(), "the job did not finish while ComfyUI was down"
+            assert page.evaluate(card_state(job))["state"] == "running"  # what the page saw last
+
+            again = ComfyServer(comfy_install, tmp_path / "comfy", env=env, port=server.port)
+            servers.append(again)
+            again.start()  # the page's socket reconnects by itself
+            wait_card(page, again, job, "s.state === 'succeeded'", timeout=60)
+            page.wait_for(toast_with("Training done: across_restart", "LoRA:"), timeout=60)
+            page.screenshot(artifacts_dir / "jobs-after-restart.png")
+    finally:
+        for each in servers:
+            each.stop()
