@@ -40,14 +40,18 @@ PLACEHOLDER_PREFIX = "(no files in "
 
 # Columns of the layout, left to right: dataset and models, the two cache steps, training,
 # then the loaders that use the LoRA (with a gap, so the lora_name wire is visible).
-COLUMNS = (40, 420, 800, 1180, 1640)
+COLUMNS = (40, 420, 800, 1180, 1680)
+TRAIN_SIZE = (440, 480)  # the Train node with its essentials (web/musubi_train.js keeps it 440 wide)
 
 NOTE = ("Put your images (or videos) and one caption file per item (same name, .txt) into ComfyUI's "
         "input/{folder} folder (or type an absolute path). Pick the model files in the Models node. "
         "Run 'Musubi Setup Check' once to see that musubi-tuner is found. Queue: latents are cached, "
         "then captions, then training runs with live progress; Cancel stops it at once. The LoRA lands in "
         "models/loras/musubi-tuner/ and goes straight into the LoRA loader on the right. "
-        "Tip: switch dry_run on in the three step nodes to see the exact commands first.")
+        "Tip: switch dry_run on in the three step nodes to see the exact commands (and every value training "
+        "uses) first. The Train node holds what a first run needs, following the Models node's recommended "
+        "values; advanced settings are on the Musubi ... Options nodes (optimizer, memory, timesteps, samples, "
+        "launch), wired into its options input.")
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,9 @@ class Example:
     """One dataset -> cache latents -> cache text encoder -> train -> LoRA loader graph.
 
     ``models``, ``dataset`` and ``train`` are widget values that differ from the node's
-    defaults (every model file must be given); ``unet`` is the file the loader on the right
-    loads the LoRA onto; ``note`` is added to the common instructions.
+    defaults (every model file must be given); ``options`` are options nodes (type, values)
+    chained under the Train node into its options input; ``unet`` is the file the loader on the
+    right loads the LoRA onto; ``note`` is added to the common instructions.
     """
 
     name: str
@@ -66,6 +71,7 @@ class Example:
     train: dict[str, Any]
     unet: str
     note: str
+    options: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 EXAMPLES = (
@@ -87,10 +93,12 @@ EXAMPLES = (
         models={"model_version": "original", "dit": "qwen_image_bf16.safetensors",
                 "vae": "qwen_image_vae.safetensors", "text_encoder": "qwen_2.5_vl_7b.safetensors"},
         dataset={"media": "image", "directory": "my_qwen_dataset", "width": 1024, "height": 1024},
-        train={"output_name": "my_qwen_image_lora", "fp8": "fp8_base + fp8_scaled", "blocks_to_swap": 16},
+        train={"output_name": "my_qwen_image_lora"},
         unet="qwen_image_bf16.safetensors",
-        note="Qwen-Image needs about 42 GB of VRAM without savings; this example uses fp8_base + fp8_scaled and "
-             "swaps 16 blocks (about 24 GB). Raise blocks_to_swap (up to 59) for smaller GPUs."),
+        note="Qwen-Image needs about 42 GB of VRAM without savings; the Musubi Memory Options node under the Train "
+             "node uses fp8_base + fp8_scaled and swaps 16 blocks (about 24 GB). Raise blocks_to_swap (up to 59) "
+             "for smaller GPUs.",
+        options=(("MusubiMemoryOptions", {"fp8": "fp8_base + fp8_scaled", "blocks_to_swap": 16}),)),
     Example(
         name="flux_1_kontext_lora",
         models_node="MusubiModelsFluxKontext",
@@ -126,16 +134,25 @@ def graph(example: Example) -> list[Node]:
     c = COLUMNS
     lora_name = f"musubi-tuner/{example.train['output_name']}.safetensors"
     note = NOTE.format(folder=example.dataset["directory"]) + "\n\n" + example.note
+    train_wires = {"dataset": (4, 0), "models": (2, 0)}
+    chained, y = [], 60 + TRAIN_SIZE[1] + 40
+    for index, (kind, values) in enumerate(example.options):
+        wires = {"options": (chained[-1].id, 0)} if chained else {}
+        chained.append(Node(9 + index, kind, (c[3], y), (TRAIN_SIZE[0], 60 + 24 * 5), values, wires))
+        y += 60 + 24 * 5 + 30
+    if chained:
+        train_wires["options"] = (chained[-1].id, 0)
     return [
         Node(1, "MusubiDatasetConfig", (c[0], 60), (340, 520), example.dataset),
         Node(2, example.models_node, (c[0], 640), (340, 230), example.models),
         Node(3, "MusubiCacheLatents", (c[1], 60), (340, 260), wires={"dataset": (1, 0), "models": (2, 0)}),
         Node(4, "MusubiCacheTextEncoder", (c[2], 60), (340, 230), wires={"dataset": (3, 0), "models": (2, 0)}),
-        Node(5, "MusubiTrainLoRA", (c[3], 60), (380, 900), example.train, {"dataset": (4, 0), "models": (2, 0)}),
+        Node(5, "MusubiTrainLoRA", (c[3], 60), TRAIN_SIZE, example.train, train_wires),
         Node(6, "UNETLoader", (c[4], 60), (340, 90), {"unet_name": example.unet, "weight_dtype": "default"}),
         Node(7, "LoraLoaderModelOnly", (c[4], 220), (340, 90), {"strength_model": 1.0, "lora_name": lora_name},
              {"model": (6, 0), "lora_name": (5, 0)}),
         Node(8, "Note", (c[1], 420), (720, 220), {"text": note}),
+        *chained,
     ]
 
 

@@ -3,10 +3,13 @@
     python -m executor run [--timeout S] [--stall-timeout S] [--log FILE] -- ARGV...
     python -m executor check [--json]
     python -m executor plan SPEC.json [--run] [--runs-dir DIR]
+    python -m executor install [--dir DIR] [--ref REF] [--torch BUILD] [--python PATH] [--upgrade]
+    python -m executor inspect FILE... [--json] [--arch ARCH --input NAME [--set NAME=VALUE]]
     python -m executor jobs list|show ID|stop ID|tail ID [-f] [--data-dir DIR]
 
-Each subcommand's work lives beside the code it exercises (``process.cli_run``,
-``probe.cli_check``, ``plan.cli_plan``, ``jobcli.cli_jobs``); this module only parses arguments.
+Each subcommand's work lives beside the code it exercises (``process.run.cli_run``,
+``setup.probe.cli_check``, ``runs.cli.cli_plan``, ``setup.install.cli_install``,
+``musubi.modelfiles.cli.cli_inspect``, ``runs.jobcli.cli_jobs``); this module only parses arguments.
 """
 
 from __future__ import annotations
@@ -32,11 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
                            help="probe the configured musubi-tuner venv and print a report")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    install = sub.add_parser("install", allow_abbrev=False,
+                             help="install musubi-tuner into its own venv and point the pack at it")
+    from .setup.install import add_arguments
+    add_arguments(install)
+
     plan = sub.add_parser("plan", allow_abbrev=False,
                           help="pre-flight a JSON spec and print the exact command")
     plan.add_argument("spec", help="path of the JSON spec")
     plan.add_argument("--run", action="store_true", help="also run the plan and print its events")
     plan.add_argument("--runs-dir", default=None, help="where run folders are created")
+
+    inspect = sub.add_parser("inspect", allow_abbrev=False,
+                             help="say what model files are, from their headers (no tensor data is read)")
+    inspect.add_argument("files", nargs="+", metavar="FILE",
+                         help="model files (the first part of a split model), or model folders")
+    inspect.add_argument("--json", action="store_true", help="print the identification as JSON")
+    inspect.add_argument("--arch", default=None, help="also check each file for this architecture (e.g. wan)")
+    inspect.add_argument("--input", default=None, help="... and this model input of it (e.g. dit, vae, t5)")
+    inspect.add_argument("--set", action="append", metavar="NAME=VALUE",
+                         help="a selector for the check, e.g. --set task=t2v-14B (repeatable)")
 
     jobs = sub.add_parser("jobs", allow_abbrev=False, help="background jobs: list, show, stop, tail")
     jobs.add_argument("--data-dir", default=None,
@@ -70,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "jobs":
         from .runs.jobcli import cli_jobs
         return cli_jobs(args)
+    if args.command == "install":
+        from .setup.install import cli_install
+        return cli_install(args)
+    if args.command == "inspect":
+        from .musubi.modelfiles.cli import cli_inspect
+        return cli_inspect(args)
     from .runs.cli import cli_plan
     return cli_plan(args)
 

@@ -6,12 +6,12 @@ ComfyUI 0.3.75 and in current ComfyUI. Each module has its own mappings; this fi
 
 from __future__ import annotations
 
-from . import check, dataset, jobroutes, jobs, models, routes, steps, training, waitjob
+from . import check, dataset, jobroutes, jobs, models, options, routes, steps, training, waitjob
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 
-for _module in (dataset, models, steps, training, waitjob, check):
+for _module in (dataset, models, steps, training, options, waitjob, check):
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
 

@@ -2,14 +2,20 @@
 
 Which settings files were read, which musubi-tuner checkout and venv were chosen (and
 why), and the probe of that venv (Python, musubi_tuner, torch/CUDA, accelerate, optional
-attention libraries), each missing piece with its fix.
+attention libraries), each missing piece with its fix. When there is no musubi-tuner at all:
+the exact ``python -m executor install`` command for this OS, this pack folder and this Python.
+With a Models node wired in, also one verdict line per chosen model file (what its header says it
+is, and whether musubi takes it).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from . import host
+from .values import MODELS_TYPE
 
 
 def settings():
@@ -28,10 +34,23 @@ def settings():
     return replace(loaded, output_roots=tuple(write_roots(loaded.output_roots)))
 
 
+def models_text(models: Any) -> tuple[str, bool]:
+    """(the models section, no file refused) for a wired MUSUBI_MODELS value."""
+    from .deferred import catalogue
+    from ..executor.musubi.preflight_models import model_verdicts
+
+    arch = catalogue.get_architecture(models.arch)
+    chosen = ", ".join(f"{k}={v}" for k, v in models.selectors.items())
+    verdicts = model_verdicts(arch, models.paths, models.selectors)
+    lines = [f"  {name}: {line}" for name, line in verdicts] or ["  no model files chosen"]
+    head = f"model files ({arch.display_name}{': ' + chosen if chosen else ''}):"
+    return "\n".join([head, *lines]), not any(line.startswith("REFUSED") for _, line in verdicts)
+
+
 def report_text(refresh: bool = False) -> tuple[str, bool]:
     """(text, usable). Setup errors become text too: this node's job is to explain them."""
     from ..executor.setup.discovery import resolve_install
-    from ..executor.errors import SetupError
+    from ..executor.errors import SetupError, TrainerNotFound
     from ..executor.setup.probe import format_report, probe
 
     lines: list[str] = []
@@ -50,7 +69,24 @@ def report_text(refresh: bool = False) -> tuple[str, bool]:
         return "\n".join(lines), report.usable
     except SetupError as error:
         lines += ["", f"{type(error).__name__}: {error}"]
+        if isinstance(error, TrainerNotFound):
+            lines += [""] + install_instructions(host.pack_directory(), sys.executable, windows=os.name == "nt")
         return "\n".join(lines), False
+
+
+def install_instructions(pack_dir: str, python: str, *, windows: bool) -> list[str]:
+    """The one command that installs musubi-tuner for this pack (nothing is installed from here:
+    a node never installs anything)."""
+    from ..executor.setup.install_hint import install_command
+
+    shells = [("Command Prompt (cmd)", "cmd"), ("PowerShell", "powershell")] if windows else [("a terminal", "posix")]
+    lines = ["To install musubi-tuner into its own venv and point this pack at it, run one command",
+             "(it downloads torch and musubi-tuner's dependencies, several GB, and takes 5-20 minutes;",
+             "see docs/install-command.md), then queue this node again:"]
+    for name, shell in shells:
+        lines.append(f"  in {name}:")
+        lines += ["    " + line for line in install_command(pack_dir, python, shell).splitlines()]
+    return lines
 
 
 class MusubiSetupCheck:
@@ -63,7 +99,8 @@ class MusubiSetupCheck:
     RETURN_TYPES = ("STRING", "BOOLEAN")
     RETURN_NAMES = ("report", "usable")
     OUTPUT_TOOLTIPS = ("The setup report as text.",
-                       "True when training can start (musubi-tuner, torch and accelerate import).")
+                       "True when training can start (musubi-tuner, torch and accelerate import, and no wired "
+                       "model file is refused).")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -74,6 +111,11 @@ class MusubiSetupCheck:
                     "tooltip": "Ask the venv again instead of using the answer remembered since ComfyUI "
                                "started (after installing something into musubi-tuner's venv)."}),
             },
+            "optional": {
+                "models": (MODELS_TYPE, {
+                    "tooltip": "Optional: a Musubi Models node, to also check each chosen model file from its "
+                               "header (what it is, and whether musubi takes it for that input)."}),
+            },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
@@ -82,8 +124,11 @@ class MusubiSetupCheck:
         # The installation can change at any time; the probe itself is remembered per venv.
         return float("nan")
 
-    def check(self, refresh: bool, unique_id: Any = None) -> dict[str, Any]:
+    def check(self, refresh: bool, models: Any = None, unique_id: Any = None) -> dict[str, Any]:
         text, usable = report_text(refresh)
+        if models is not None:
+            section, fits = models_text(models)
+            text, usable = f"{text}\n\n{section}", usable and fits
         host.send_text(text, unique_id)
         return {"ui": {"text": [text]}, "result": (text, usable)}
 

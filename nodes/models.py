@@ -1,6 +1,8 @@
 """One "Musubi Models (<architecture>)" node per catalogue architecture, generated: dropdowns of the
 ComfyUI model folder each input belongs to (``(none)`` where a file is optional), text fields for
 Hugging Face ids, and the architecture's selectors (task, model_version, ...). Output: MUSUBI_MODELS.
+When it runs, the node shows one verdict line per chosen file (what its header says it is, and
+whether musubi takes it); the dropdowns still list every file.
 """
 
 from __future__ import annotations
@@ -105,10 +107,42 @@ def selector_value(sel: Selector, value: Any) -> Any:
                      "pick a value from the list")
 
 
-def model_input(model: ModelInput) -> tuple[Any, dict[str, Any]]:
+# Files an input also offers from another ComfyUI folder, when their header says they fit:
+# ComfyUI keeps the HiDream-O1 checkpoints (Comfy-Org/HiDream-O1-Image) in models/checkpoints.
+EXTRA_FOLDERS: dict[tuple[str, str], tuple[str, str]] = {("hidream_o1", "dit"): ("checkpoints", "hidream_o1")}
+
+
+def listed_files(arch_id: str, model: ModelInput) -> list[str]:
+    """The dropdown's file names: the input's folder, then fitting files of an extra folder."""
+    files = host.model_files(model.folder)
+    extra = EXTRA_FOLDERS.get((arch_id, model.name))
+    if extra is not None:
+        from ..executor.musubi.modelfiles.identify import identify
+
+        folder, family = extra
+        seen = set(files)
+        for name in host.model_files(folder):
+            if name in seen or not name.lower().endswith((".safetensors", ".sft")):
+                continue  # ComfyUI's checkpoints for it are safetensors; old .ckpt pickles are not read
+            path = host.model_path(folder, name)
+            if path and identify(path).family == family:
+                files.append(name)
+    return files
+
+
+def file_path(arch_id: str, model: ModelInput, name: str) -> Optional[str]:
+    """Full path of a listed file (its own folder first, then the extra folder), or None."""
+    path = host.model_path(model.folder, name)
+    extra = EXTRA_FOLDERS.get((arch_id, model.name))
+    if path is None and extra is not None:
+        path = host.model_path(extra[0], name)
+    return path
+
+
+def model_input(model: ModelInput, arch_id: str = "") -> tuple[Any, dict[str, Any]]:
     if model.kind == "hf_id":
         return ("STRING", {"default": model.default or "", "tooltip": model_tooltip(model)})
-    files = host.model_files(model.folder)
+    files = listed_files(arch_id, model)
     if is_optional(model):
         choices = [NONE] + files
     else:
@@ -127,7 +161,7 @@ def check_model_files(arch: Architecture, inputs: dict[str, Any]) -> Any:
         if value == no_files_choice(model.folder):
             problems.append(f"{model.name}: ComfyUI's models/{model.folder} folder has no files; put the "
                             f"{model.label or model.name} there and refresh the node list (R)")
-        elif host.model_path(model.folder, value) is None:
+        elif file_path(arch.id, model, value) is None:
             problems.append(f"{model.name}: {value!r} is not in ComfyUI's models/{model.folder} folder; "
                             "refresh the node list (R) and pick a file that is listed")
     return True if not problems else "; ".join(problems)
@@ -179,8 +213,8 @@ class ModelsNodeBase:
         for sel in arch.selectors:
             required[sel.name] = selector_input(sel)
         for model in arch.models:
-            (optional if is_optional(model) else required)[model.name] = model_input(model)
-        types: dict[str, Any] = {"required": required}
+            (optional if is_optional(model) else required)[model.name] = model_input(model, arch.id)
+        types: dict[str, Any] = {"required": required, "hidden": {"unique_id": "UNIQUE_ID"}}
         if optional:
             types["optional"] = optional
         return types
@@ -192,11 +226,11 @@ class ModelsNodeBase:
         for model in arch.models:
             name = inputs.get(model.name)
             if model.kind != "hf_id" and isinstance(name, str) and name != NONE:
-                path = host.model_path(model.folder, name)
+                path = file_path(arch.id, model, name)
                 states.append((model.name, name, file_state(path) if path else ("missing",)))
         return digest(sorted((k, str(v)) for k, v in inputs.items()), states)
 
-    def pick(self, **inputs: Any) -> tuple[MusubiModels]:
+    def pick(self, unique_id: Any = None, **inputs: Any) -> dict[str, Any]:
         arch = self.arch()
         paths: dict[str, str] = {}
         names: dict[str, str] = {}
@@ -213,14 +247,25 @@ class ModelsNodeBase:
             if model.kind == "hf_id":
                 paths[model.name] = resolve_hf_or_path(value)
             else:
-                path = host.model_path(model.folder, value)
+                path = file_path(arch.id, model, value)
                 if path is None:
                     raise user_error(f"{arch.display_name}: {model.name} {value!r} is not in ComfyUI's "
                                      f"models/{model.folder} folder",
                                      "refresh the node list (R) and pick a file that is listed")
                 paths[model.name] = path
             names[model.name] = str(value)
-        return (MusubiModels(arch=arch.id, paths=paths, selectors=selectors, names=names),)
+        text = verdict_text(arch, paths, selectors)
+        host.send_text(text, unique_id)
+        return {"ui": {"text": [text]},
+                "result": (MusubiModels(arch=arch.id, paths=paths, selectors=selectors, names=names),)}
+
+
+def verdict_text(arch: Architecture, paths: dict[str, str], selectors: dict[str, Any]) -> str:
+    """The node's text: one line per chosen file, from its header (cached per path, size, mtime)."""
+    from ..executor.musubi.preflight_models import model_verdicts
+
+    lines = [f"{name}: {line}" for name, line in model_verdicts(arch, paths, selectors)]
+    return "\n".join(lines) if lines else "no model files chosen"
 
 
 def resolve_hf_or_path(value: str) -> str:

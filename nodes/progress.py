@@ -3,6 +3,7 @@ a tail of the log, and the ``musubi_tuner.progress`` websocket event, all rate-l
 ``StepReporter.on_event``/``should_cancel`` are the callbacks ``executor.process.run.run`` calls on the
 node's execution thread (ComfyUI's ProgressBar hook raises the interrupt in the calling thread, so a
 reader thread must never touch it). ComfyUI is reached through ``host``; tests inject fakes.
+Rate and ETA come from the pack's own step times (executor/runs/speed.py), not from musubi's bar.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class StepReporter:
                  prompt_id: Callable[[], Optional[str]] = host.prompt_id,
                  clock: Callable[[], float] = time.monotonic) -> None:
         from ..executor.runs.history import LossRecorder
+        from ..executor.runs.speed import StepRate
 
         self.node_id = node_id
         self.step = step
@@ -97,6 +99,7 @@ class StepReporter:
         self._bar_factory = bar_factory
         self._send_text = send_text
         self._interrupted = interrupted
+        self._clock = clock
         self._bar_limit = RateLimiter(interval, clock)
         self._text_limit = RateLimiter(interval, clock)
         self._bar: Any = None
@@ -108,6 +111,7 @@ class StepReporter:
         self.detail = ""
         self.epoch: Optional[tuple[int, int]] = None
         self.progress: Optional[Progress] = None
+        self.speed = StepRate()  # steps (caching: batches) per second, from when each was first seen
         self.loss: Optional[str] = None
         self._items_found = 0
         self._cache_done = 0  # batches of caching bars that already finished
@@ -240,6 +244,7 @@ class StepReporter:
                 self.total = int(p.total)
             moved = int(p.n) != self.value
             self.value = int(p.n)
+            self.speed.add(self.value, self._clock())
             loss = p.postfix.get("avr_loss") if p.postfix else None
             if loss is not None:
                 self.loss = loss
@@ -255,6 +260,7 @@ class StepReporter:
                 self._cache_done += self._cache_bar_n
             self._cache_bar_n = int(p.n)
             self.value = self._cache_done + self._cache_bar_n
+            self.speed.add(self.value, self._clock())
             if self.total is not None and self.value > self.total:
                 self.total = self.value
             self.progress = p
@@ -288,9 +294,8 @@ class StepReporter:
     def event(self) -> dict[str, Any]:
         """The ``musubi_tuner.progress`` event: ``step`` and ``loss`` (the last optimizer step
         whose avr_loss musubi reported, and that loss; when caching, batches done and no loss),
-        ``total``, phase, epoch, ``rate`` (steps per second) and ``eta`` (seconds), the
-        newest sample's file name."""
-        p = self.progress
+        ``total``, phase, epoch, ``rate`` (steps per second) and ``eta`` (seconds left for the
+        whole run; both from the second step on), the newest sample's file name."""
         step = min(int(self.value), int(self.total)) if self.total else None
         loss = None
         if self.history is not None and self.history.points:
@@ -304,8 +309,8 @@ class StepReporter:
             "total": int(self.total) if self.total else None,
             "epoch": self.epoch[0] if self.epoch else None, "epochs": self.epoch[1] if self.epoch else None,
             "loss": loss,
-            "rate": _number(p.rate) if p is not None and self.phase in ("training", "caching") else None,
-            "eta": _number(p.remaining) if p is not None and self.phase in ("training", "caching") else None,
+            "rate": _number(self.speed.rate) if self._timed() else None,
+            "eta": _number(self.speed.remaining(self.total)) if self._timed() else None,
             "latest_sample": self.latest_sample,
         }
 
@@ -332,6 +337,9 @@ class StepReporter:
         self._bar_sent = state
         return True
 
+    def _timed(self) -> bool:
+        return self.phase in ("training", "caching")
+
     def text(self) -> str:
         """The progress text shown on the node."""
         label = PHASE_LABELS.get(self.phase, self.phase.replace("_", " "))
@@ -342,13 +350,14 @@ class StepReporter:
         if self.total:
             unit = "step" if self.step == "train" else "batch"
             parts.append(f"{unit} {min(self.value, self.total)}/{self.total}")
-        p = self.progress
-        if p is not None and self.phase in ("training", "caching"):
-            rate = format_rate(p.rate, p.unit or "it")
+        if self._timed():
+            p = self.progress
+            rate = format_rate(self.speed.rate, (p.unit if p is not None else "") or "it")
+            left = self.speed.remaining(self.total)
             if rate:
                 parts.append(rate)
-            if p.remaining is not None:
-                parts.append(f"ETA {format_duration(p.remaining)}")
+            if rate and left is not None:
+                parts.append(f"ETA {format_duration(left)}")
         if self.loss is not None:
             parts.append(f"avr_loss {self.loss}")
         line = " · ".join(parts)

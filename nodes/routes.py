@@ -1,7 +1,8 @@
-"""HTTP routes on ComfyUI's server for API clients: ``GET /musubi-tuner/runs`` (the newest runs) and
+"""HTTP routes on ComfyUI's server: ``GET /musubi-tuner/runs`` (the newest runs) and
 ``GET /musubi-tuner/runs/{run_id}`` (one run's status, progress and loss history), read from the run
-folders, so they answer after the prompt finished and after a restart. ComfyUI mirrors both under
-``/api/``. Registered only when ComfyUI's server is running; aiohttp is ComfyUI's, imported then.
+folders, so they answer after the prompt finished and after a restart; ``GET /musubi-tuner/recommended``
+(the values a Models node's architecture recommends, for web/musubi_train.js). ComfyUI mirrors them
+under ``/api/``. Registered only when ComfyUI's server is running; aiohttp is ComfyUI's, imported then.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Optional
 from . import host
 
 ROUTE = "/musubi-tuner/runs"
+RECOMMENDED_ROUTE = "/musubi-tuner/recommended"
 MAX_LIST = 500
 _registered = False
 
@@ -44,6 +46,13 @@ def register() -> bool:
         with_history = request.query.get("history", "1") not in ("0", "false", "no")
         status, body = await asyncio.to_thread(run_report, host.runs_directory(), request.match_info["run_id"],
                                                since, with_history)
+        return web.json_response(body, status=status)
+
+    @instance.routes.get(RECOMMENDED_ROUTE)
+    async def recommended(request: Any) -> Any:
+        from .recommend import recommendation
+
+        status, body = recommendation(request.query.get("node", ""), request.query)
         return web.json_response(body, status=status)
 
     _registered = True

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from . import host
 from .check import settings as load_settings
@@ -115,7 +115,9 @@ def plan_step(*, step: str, dataset: MusubiDataset, models: MusubiModels, option
     return make_plan(settings, spec, install=install, check_caches=check_caches)
 
 
-def dry_run_text(plan: Plan, arch: catalogue.Architecture, notes: list[str]) -> str:
+def dry_run_text(plan: Plan, arch: catalogue.Architecture, notes: list[str], values: Sequence[str] = ()) -> str:
+    """What a dry run shows: the step, the run folder, warnings and notes, ``values`` (the
+    Train node lists every value the run will use), then the command."""
     from ..executor.process.command import format_command
 
     lines = [f"DRY RUN: nothing was launched. {arch.display_name}, {STEP_TITLES.get(plan.step, plan.step)} "
@@ -123,6 +125,8 @@ def dry_run_text(plan: Plan, arch: catalogue.Architecture, notes: list[str]) -> 
     for w in plan.warnings:
         lines.append(f"warning: {w}")
     lines += [f"note: {n}" for n in notes]
+    if values:
+        lines += ["", *values]
     lines += ["", f"command ({shell_name()}):", format_command(plan.command, shell_name())]
     return "\n".join(lines)
 

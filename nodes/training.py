@@ -1,13 +1,13 @@
-"""MusubiTrainLoRA, one node for every architecture (options left at ``(recommended)``/0 take the
-catalogue's documented value for the chosen architecture and variant), and delivery of the final
-LoRA, converted as ComfyUI needs, into ``models/loras/musubi-tuner/``; epoch saves stay in the run folder.
+"""MusubiTrainLoRA, one node for every architecture: what a first run needs on the node, the rest on
+the optional options nodes (nodes/options.py); inputs left at 0/``(recommended)`` take the catalogue's
+documented value for the chosen architecture and variant. Delivery of the final LoRA, converted as
+ComfyUI needs, into ``models/loras/musubi-tuner/``; epoch saves stay in the run folder.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from . import delivery, finish, host
 from .deferred import catalogue
@@ -18,19 +18,10 @@ from .steps import (
     CATEGORY, STEP_TITLES, accepted_options, arch_of, check_wires, dry_run_text,
     plan_step, run_plan, ui, warning_lines,
 )
-from .values import DATASET_TYPE, MODELS_TYPE, MusubiDataset, MusubiModels
+from .options import LEGACY_NAMES, check_values, merge, moved_inputs, text_problems
+from .trainargs import sample_options, train_options, training_models, used_values, written_prompts  # noqa: F401
+from .values import DATASET_TYPE, MODELS_TYPE, OPTIONS_TYPE, MusubiDataset, MusubiModels, TrainingOptions
 
-RECOMMENDED = "(recommended)"
-NONE = "(none)"
-OPTIMIZERS = [RECOMMENDED, "adamw8bit", "AdamW", "AdaFactor", "prodigyopt.Prodigy", "Muon", "Lion"]
-SCHEDULERS = [RECOMMENDED, "constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear",
-              "polynomial", "cosine_with_min_lr", "inverse_sqrt"]
-TIMESTEP_SAMPLING = [RECOMMENDED, "shift", "sigma", "uniform", "sigmoid", "flux_shift", "flux2_shift", "qwen_shift",
-                     "krea2_shift", "ideogram4_shift", "logsnr", "qinglong_flux", "qinglong_qwen"]
-ATTENTION = [RECOMMENDED, "sdpa", "flash_attn", "xformers", "flash3"]
-MIXED_PRECISION = [RECOMMENDED, "bf16", "fp16", "no"]
-FP8 = [RECOMMENDED, "off", "fp8_base", "fp8_base + fp8_scaled"]
-LAUNCHERS = ["accelerate", "python"]
 RUN_AS = ["wait", "background"]
 
 
@@ -61,7 +52,9 @@ def _opt(kind: Any, default: Any, tooltip: str, **extra: Any) -> tuple[Any, dict
 
 
 def train_inputs() -> dict[str, Any]:
-    loras = [NONE] + host.model_files("loras")
+    """What a first run needs; the rest is on the options nodes (nodes/options.py). Inputs that
+    follow a recommendation take it at 0; with a Models node wired, web/musubi_recommended.js
+    shows the architecture's value instead and keeps following it until the user changes it."""
     return {
         "required": {
             "dataset": (DATASET_TYPE, {"tooltip": "The dataset, after Cache Latents and Cache Text Encoder."}),
@@ -70,176 +63,80 @@ def train_inputs() -> dict[str, Any]:
                                 "models/loras/musubi-tuner/ already has one, a free name such as my_lora_2 is used."),
         },
         "optional": {
-            "network_dim": _opt("INT", 0, "LoRA rank. 0 = the architecture's recommendation (32 for most, "
-                                "16 for Qwen-Image).", min=0, max=1024),
+            "options": (OPTIONS_TYPE, {"tooltip": "Advanced settings (optional): wire a Musubi Optimizer, Memory, "
+                                       "Timestep, Sample or Launch Options node, or a chain of them. Unset, "
+                                       "everything follows the architecture's recommendation."}),
+            "max_train_epochs": _opt("INT", 0, "How many times training goes through the dataset. 0 = the "
+                                     "recommendation (16).", min=0, max=100000),
+            "network_dim": _opt("INT", 0, "LoRA rank (its size and capacity). 0 = the architecture's "
+                                "recommendation (32 for most, 16 for Qwen-Image).", min=0, max=1024),
             "network_alpha": _opt("FLOAT", 0.0, "LoRA alpha (scales the update by alpha/rank). 0 = the "
                                   "architecture's recommendation, else musubi's default 1.", min=0.0, max=1024.0,
                                   step=0.5),
             "learning_rate": _opt("FLOAT", 0.0, "Learning rate. 0 = the architecture's recommendation "
                                   "(e.g. 2e-4 Wan, 1e-4 FLUX, 5e-5 Qwen-Image).", min=0.0, max=1.0,
                                   step=0.00001, round=False),
-            "optimizer_type": _opt(OPTIMIZERS, RECOMMENDED, "Optimizer; (recommended) = adamw8bit for most "
-                                   "architectures. Custom optimizers: optimizer_custom."),
-            "optimizer_custom": _opt("STRING", "", "A custom optimizer's full import path (e.g. "
-                                     "came_pytorch.CAME), installed in musubi's venv; overrides optimizer_type."),
-            "optimizer_args": _opt("STRING", "", "Optimizer arguments, space separated key=value "
-                                   "(e.g. weight_decay=0.01 \"betas=(0.9,0.99)\")."),
-            "lr_scheduler": _opt(SCHEDULERS, RECOMMENDED, "Learning-rate schedule; (recommended) = constant "
-                                 "unless the architecture's docs say otherwise."),
-            "lr_warmup_steps": _opt("INT", 0, "Warm-up steps for schedulers that use them; 0 = none.",
-                                    min=0, max=1000000),
-            "max_train_epochs": _opt("INT", 0, "Epochs to train. 0 = the recommendation (16), unless "
-                                     "max_train_steps is set.", min=0, max=100000),
-            "max_train_steps": _opt("INT", 0, "Train for this many optimizer steps instead of epochs; 0 = use "
-                                    "epochs.", min=0, max=100000000),
             "save_every_n_epochs": _opt("INT", 1, "Also save the LoRA every N epochs (kept in the run folder); "
                                         "0 = only the final LoRA.", min=0, max=100000),
-            # The frontend gives every INT named "seed" a "randomize after each queue" control;
-            # a new seed per queue would re-train every time, so it is switched off.
-            "seed": _opt("INT", 42, "Random seed.", min=0, max=0xFFFFFFFF, control_after_generate=False),
-            "attention": _opt(ATTENTION, RECOMMENDED, "Attention implementation; (recommended) = sdpa "
-                              "(always available). flash_attn/xformers/flash3 must be installed in musubi's venv."),
-            "mixed_precision": _opt(MIXED_PRECISION, RECOMMENDED, "Training precision; (recommended) = bf16. "
-                                    "Must match the DiT weights (bf16 weights: bf16 or no)."),
-            "fp8": _opt(FP8, RECOMMENDED, "Keep the DiT in fp8 to save VRAM: fp8_base, or fp8_base + "
-                        "fp8_scaled (better quality; required by Krea 2 and HiDream-O1). (recommended) = what "
-                        "the architecture's docs use."),
-            "blocks_to_swap": _opt("INT", 0, "Swap this many transformer blocks to the CPU to save VRAM (slower); "
-                                   "0 = off. Each architecture has a maximum.", min=0, max=200),
-            "gradient_checkpointing": _opt("BOOLEAN", True, "Recompute activations in the backward pass: much "
-                                           "less VRAM, a little slower."),
-            "timestep_sampling": _opt(TIMESTEP_SAMPLING, RECOMMENDED, "How training timesteps are drawn; "
-                                      "(recommended) = the architecture's documented method."),
-            "discrete_flow_shift": _opt("FLOAT", 0.0, "Shift for 'shift' timestep sampling. 0 = the "
-                                        "recommendation (e.g. 3.0 Wan, 2.2 Qwen-Image).", min=0.0, max=100.0,
-                                        step=0.1),
             "sample_prompts": _opt("STRING", "", "Prompts for sample images during training, one per line, with "
-                                   "musubi's options (e.g. 'a cat --w 512 --h 512 --s 20'). Needs the VAE and text "
-                                   "encoders in the models node. Empty = no samples.", multiline=True),
-            "sample_every_n_epochs": _opt("INT", 0, "Make samples every N epochs (0 = every saved epoch when "
-                                          "prompts are given, unless sample_every_n_steps is set).",
-                                          min=0, max=100000),
-            "sample_every_n_steps": _opt("INT", 0, "Make samples every N optimizer steps; 0 = off.", min=0,
-                                         max=100000000),
-            "sample_at_first": _opt("BOOLEAN", False, "Also make samples before the first step (what the model "
-                                    "does without the LoRA)."),
-            "sample_prompts_file": _opt("STRING", "", "A prompt file musubi reads (.txt with one prompt per line, "
-                                        ".toml or .json) instead of the sample_prompts text; a relative path is "
-                                        "in ComfyUI's input folder."),
-            "initial_weights": _opt(loras, NONE, "Start from an existing LoRA's weights (from models/loras); "
-                                    "a fresh optimizer."),
+                                   "musubi's options (e.g. 'a cat --w 512 --h 512 --s 20'). Empty = one sample from "
+                                   "the dataset's first caption at the architecture's documented size and steps "
+                                   "(Musubi Sample Options can switch that off). Needs the VAE and text encoders "
+                                   "in the models node.", multiline=True),
             "resume": _opt("STRING", "", "Resume from a saved training state folder (…-state) of an earlier run: "
                            "weights, optimizer and schedule. Empty = start fresh."),
-            "launcher": _opt(LAUNCHERS, "accelerate", "accelerate launch (recommended by musubi; needed for "
-                             "several GPUs) or plain python (one process)."),
-            "num_processes": _opt("INT", 1, "accelerate: processes (GPUs) to train on.", min=1, max=64),
-            "gpu_ids": _opt("STRING", "", "accelerate: which GPUs, e.g. 0 or 0,1; empty = all."),
-            "extra_args": _opt("STRING", "", "More musubi flags, full names only (e.g. --max_grad_norm 1.0). "
-                               "Checked against the training script's flags; flags set by this node are refused.",
-                               multiline=True),
-            "dry_run": _opt("BOOLEAN", False, "Only check the inputs and show the exact command on the node "
-                            "(and in the prompt's history); nothing is launched."),
+            "dry_run": _opt("BOOLEAN", False, "Only check the inputs and show the exact command and every value "
+                            "the run would use on the node (and in the prompt's history); nothing is launched."),
             "run_as": _opt(RUN_AS, "wait", "wait: this node trains and ComfyUI's queue waits for it. background: "
                            "the training is queued as a job (one queue per GPU) and the node returns at once with "
                            "its job_id; ComfyUI stays free, the job survives a ComfyUI restart, the LoRA is "
                            "delivered when it ends. Follow it in the Jobs panel or with Musubi Wait for Job."),
         },
-        "hidden": {"unique_id": "UNIQUE_ID"},
+        # The inputs that moved to the options nodes: an API prompt of an older version may still
+        # set them here (nodes/options.py).
+        "hidden": {"unique_id": "UNIQUE_ID", **{name: spec for name, spec in legacy_specs().items()}},
     }
 
 
-def _positive(value: Any) -> Any:
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+def legacy_specs() -> dict[str, Any]:
+    return {name: spec for name, spec in moved_inputs().items() if name in LEGACY_NAMES}
 
 
-def _chosen(value: Any) -> Any:
-    return None if value in (None, "", RECOMMENDED) else value
+class _TrainValidation:
+    """The Train node's VALIDATE_INPUTS: output_name, and the older inputs an API prompt may
+    still set on the node (ComfyUI checks no hidden input itself). The parameters are named,
+    since ComfyUI passes only what the signature names (see nodes/models.py)."""
 
+    def __get__(self, instance: Any, owner: type) -> Any:
+        import inspect
 
-def train_options(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(musubi options, accelerate options) from the node's inputs; unset = recommended."""
-    opts: dict[str, Any] = {
-        "network_dim": _positive(inputs.get("network_dim")),
-        "network_alpha": _positive(inputs.get("network_alpha")),
-        "learning_rate": _positive(inputs.get("learning_rate")),
-        "optimizer_type": (inputs.get("optimizer_custom") or "").strip() or _chosen(inputs.get("optimizer_type")),
-        "lr_scheduler": _chosen(inputs.get("lr_scheduler")),
-        "lr_warmup_steps": _positive(inputs.get("lr_warmup_steps")),
-        "seed": inputs.get("seed", 42),
-        "attention": _chosen(inputs.get("attention")),
-        "mixed_precision": _chosen(inputs.get("mixed_precision")),
-        "blocks_to_swap": _positive(inputs.get("blocks_to_swap")),
-        "timestep_sampling": _chosen(inputs.get("timestep_sampling")),
-        "discrete_flow_shift": _positive(inputs.get("discrete_flow_shift")),
-    }
-    args_text = (inputs.get("optimizer_args") or "").strip()
-    if args_text:
-        try:
-            opts["optimizer_args"] = shlex.split(args_text)
-        except ValueError as exc:
-            raise user_error(f"optimizer_args: {exc}", "close the quotes, e.g. \"betas=(0.9,0.99)\"") from None
-    steps = _positive(inputs.get("max_train_steps"))
-    if steps:
-        opts["max_train_steps"] = steps
-    else:
-        opts["max_train_epochs"] = _positive(inputs.get("max_train_epochs"))
-    save = inputs.get("save_every_n_epochs", 1)
-    opts["save_every_n_epochs"] = save if save and save > 0 else None
-    if "gradient_checkpointing" in inputs:
-        opts["gradient_checkpointing"] = bool(inputs["gradient_checkpointing"])
-    fp8 = _chosen(inputs.get("fp8"))
-    if fp8 is not None:
-        opts["fp8_base"] = fp8 != "off"
-        opts["fp8_scaled"] = fp8 == "fp8_base + fp8_scaled"
-    weights = inputs.get("initial_weights")
-    if weights and weights != NONE:
-        path = host.model_path("loras", weights)
-        if path is None:
-            raise user_error(f"initial_weights {weights!r} is not in models/loras", "pick a listed LoRA")
-        opts["network_weights"] = path
-    resume = (inputs.get("resume") or "").strip()
-    if resume:
-        opts["resume"] = host.resolve_user_path(resume)
-    accelerate: dict[str, Any] = {}
-    if inputs.get("num_processes", 1) and inputs.get("num_processes", 1) > 1:
-        accelerate["num_processes"] = int(inputs["num_processes"])
-    gpu_ids = (inputs.get("gpu_ids") or "").strip()
-    if gpu_ids:
-        accelerate["gpu_ids"] = gpu_ids
-    return {k: v for k, v in opts.items() if v is not None}, accelerate
+        def validate(output_name: Optional[str] = None, **legacy: Any) -> Any:
+            # Refused when queued (HTTP 400): a name that is no file name on every OS, or that
+            # would leave the run folder; an older input with a value the options node refuses.
+            # Wired values arrive as None here and are checked when the node runs.
+            from . import guards
 
+            found = [guards.labelled("output_name", guards.output_name_problem(output_name))
+                     if output_name is not None else None]
+            found += check_values(legacy_specs(), legacy) + text_problems(legacy)
+            found = [p for p in found if p]
+            return True if not found else "; ".join(found)
 
-def write_prompts(text: str) -> str:
-    """The sample prompt file musubi reads, content-addressed under output/musubi-tuner/prompts."""
-    from ..executor.musubi.dataset import write_atomic
-
-    body = "".join(line.rstrip() + "\n" for line in text.splitlines() if line.strip())
-    path = os.path.join(host.output_directory(), host.PACK_FOLDER, "prompts", f"prompts-{digest(body)[:16]}.txt")
-    if not os.path.exists(path):
-        write_atomic(path, body, overwrite="always")
-    return path
-
-
-def training_models(arch: catalogue.Architecture, models: MusubiModels, sampling: bool) -> dict[str, str]:
-    """Training reads the VAE and text encoders only to make samples, so they are passed only
-    when sample prompts are set (musubi would otherwise load nothing from them anyway)."""
-    out = {}
-    values = arch.resolve_selectors(models.selectors)
-    for model in arch.models:
-        if model.name not in models.paths or catalogue.TRAIN not in model.steps:
-            continue
-        if model.required(catalogue.TRAIN, values) or not model.sampling or sampling:
-            out[model.name] = models.paths[model.name]
-    return out
+        validate.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+            for n in ("output_name",) + LEGACY_NAMES])
+        return validate
 
 
 class MusubiTrainLoRA:
     DESCRIPTION = ("Trains a LoRA with musubi-tuner for the architecture of the wired models node, with live "
                    "progress (steps, epoch, loss, ETA, the log's last lines, the newest sample image or the loss "
-                   "curve as preview) and a Cancel that stops the whole training. The finished LoRA is put into "
-                   "models/loras/musubi-tuner/ so LoraLoader lists it; the loss curve and the last samples are "
-                   "outputs. With run_as background the training runs as a job beside ComfyUI (which stays free "
-                   "and may restart) and the node returns its job_id at once.")
+                   "curve as preview) and a Cancel that stops the whole training. The node holds what a first run "
+                   "needs, each following the architecture's recommendation until you change it; the advanced "
+                   "settings are on the optional Musubi ... Options nodes wired into options. The finished LoRA is "
+                   "put into models/loras/musubi-tuner/ so LoraLoader lists it; the loss curve and the last "
+                   "samples are outputs. With run_as background the training runs as a job beside ComfyUI (which "
+                   "stays free and may restart) and the node returns its job_id at once.")
     CATEGORY = CATEGORY
     FUNCTION = "train"
     OUTPUT_NODE = True
@@ -261,18 +158,7 @@ class MusubiTrainLoRA:
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return train_inputs()
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, output_name: Optional[str] = None, optimizer_custom: Optional[str] = None) -> Any:
-        # Refused when queued (HTTP 400): a name that is no file name on every OS, or that would
-        # leave the run folder; an optimizer that is no class. Wired values arrive as None here
-        # and are checked when the node runs.
-        from . import guards
-
-        found = [p for p in (guards.labelled("output_name", guards.output_name_problem(output_name))
-                             if output_name is not None else None,
-                             guards.optimizer_problem(optimizer_custom) if optimizer_custom is not None else None)
-                 if p]
-        return True if not found else "; ".join(found)
+    VALIDATE_INPUTS = _TrainValidation()
 
     @classmethod
     def IS_CHANGED(cls, unique_id: Any = None, **inputs: Any) -> str:
@@ -286,8 +172,14 @@ class MusubiTrainLoRA:
         return OUTPUTS.token(catalogue.TRAIN, unique_id, values)
 
     def train(self, dataset: MusubiDataset, models: MusubiModels, output_name: str, unique_id: Any = None,
-              **inputs: Any) -> dict[str, Any]:
+              options: Optional[TrainingOptions] = None, **own: Any) -> dict[str, Any]:
         from . import guards
+
+        # An older input wired on the Train node skipped VALIDATE_INPUTS (it arrives as a value now).
+        found = check_values(legacy_specs(), {k: v for k, v in own.items() if k in LEGACY_NAMES})
+        if found:
+            raise user_error("; ".join(found), "change the input named above; nothing was run")
+        inputs, origin = merge(own, options)
 
         # A wired name or optimizer skipped VALIDATE_INPUTS; never let safe_name quietly turn
         # "../../x" into "x".
@@ -300,7 +192,14 @@ class MusubiTrainLoRA:
         title = f"{arch.display_name} {STEP_TITLES[catalogue.TRAIN]}"
         name = delivery.safe_name(output_name)
         options, accelerate = train_options(inputs)
-        sampling, sample_notes = sample_options(inputs, options)
+        default = None
+        if inputs.get("default_sample", True) and not (inputs.get("sample_prompts") or "").strip() \
+                and not (inputs.get("sample_prompts_file") or "").strip():
+            from .samples import default_prompt
+
+            default = default_prompt(arch, models, dataset)
+        by_node: dict[str, str] = {}
+        samples = sample_options(inputs, options, default, by_node)
         recommended = arch.recommended_for(models.selectors)
         precision = options.get("mixed_precision") or recommended.get("mixed_precision")
         if precision:
@@ -311,13 +210,13 @@ class MusubiTrainLoRA:
             # recommended epoch count when steps are given.
             options["max_train_epochs"] = None
         notes = [f"{n} is not used by {arch.display_name}'s training script; ignored" for n in ignored]
-        notes += sample_notes
+        notes += samples.notes
         dry_run = bool(inputs.get("dry_run"))
         launcher = inputs.get("launcher") or "accelerate"
         plan_args = dict(step=catalogue.TRAIN, dataset=dataset, models=models, options=options, label=name,
                          extra_args=inputs.get("extra_args") or "", output_name=name, output_in_run_dir=True,
                          accelerate=accelerate, launcher=launcher,
-                         model_paths=training_models(arch, models, sampling))
+                         model_paths=training_models(arch, models, samples.sampling))
         fail_text = lambda message: host.send_text(f"{title}: failed\n{message}", unique_id)  # noqa: E731
         if dry_run:
             if dataset.pending:
@@ -327,9 +226,10 @@ class MusubiTrainLoRA:
                 steps = ", ".join(STEP_TITLES.get(s, s) for s in dataset.pending)
                 notes.append(f"the cache checks were skipped: the {steps} step(s) above were dry runs, so the "
                              "caches may not exist yet")
-            with reported(fail_text):
+            with written_prompts(samples.pending), reported(fail_text):
                 plan = plan_step(**plan_args)
-            text = dry_run_text(plan, arch, notes)
+            text = dry_run_text(plan, arch, notes, used_values(arch, models, options, origin, accelerate,
+                                                               launcher, inputs, samples.line, by_node))
             host.send_text(text, unique_id)
             from . import watch
             from .lossplot import render
@@ -337,7 +237,7 @@ class MusubiTrainLoRA:
             curve = watch.to_image_batch([render([], message="dry run: nothing was trained")])
             return {"ui": ui(text, plan), "result": ("", "", "", curve, watch.to_image_batch([]), "")}
 
-        with reported(fail_text):
+        with written_prompts(samples.pending), reported(fail_text):
             plan = plan_step(**plan_args)
             if inputs.get("run_as") == "background":
                 from . import jobs
@@ -378,29 +278,6 @@ class MusubiTrainLoRA:
         OUTPUTS.record(catalogue.TRAIN, unique_id, [lora_path])
         return finish.outputs(title, plan.run_dir, plan.to_dict()["argv"], lora_path, how, reporter,
                               warnings=warning_lines(result), notes=notes)
-
-
-def sample_options(inputs: Mapping[str, Any], options: dict[str, Any]) -> tuple[bool, list[str]]:
-    """Put the sampling inputs into ``options``: the prompt file (written from the text, or
-    the file given), how often, and at first. Returns (sampling?, notes about unused inputs)."""
-    prompts = (inputs.get("sample_prompts") or "").strip()
-    prompts_file = (inputs.get("sample_prompts_file") or "").strip()
-    if prompts and prompts_file:
-        raise user_error("sample prompts are given both as text and as a file",
-                         "clear sample_prompts or sample_prompts_file")
-    if not (prompts or prompts_file):
-        unused = [n for n in ("sample_every_n_epochs", "sample_every_n_steps", "sample_at_first") if inputs.get(n)]
-        return False, [f"{n} is ignored: no sample prompts are given" for n in unused]
-    options["sample_prompts"] = write_prompts(prompts) if prompts else host.resolve_user_path(prompts_file)
-    every_steps = _positive(inputs.get("sample_every_n_steps"))
-    every_epochs = _positive(inputs.get("sample_every_n_epochs"))
-    if every_steps:
-        options["sample_every_n_steps"] = every_steps
-    if every_epochs or not every_steps:
-        options["sample_every_n_epochs"] = every_epochs or options.get("save_every_n_epochs") or 1
-    if inputs.get("sample_at_first"):
-        options["sample_at_first"] = True
-    return True, []
 
 
 NODE_CLASS_MAPPINGS = {"MusubiTrainLoRA": MusubiTrainLoRA}

@@ -1,4 +1,5 @@
-"""The values that travel on this pack's wires: MUSUBI_DATASET and MUSUBI_MODELS.
+"""The values that travel on this pack's wires: MUSUBI_DATASET, MUSUBI_MODELS and
+MUSUBI_TRAINING_OPTIONS.
 
 Plain frozen dataclasses (ComfyUI only stores and passes them); ``__str__`` is what
 ComfyUI shows for them in an error's "current inputs". No ComfyUI imports.
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 DATASET_TYPE = "MUSUBI_DATASET"
 MODELS_TYPE = "MUSUBI_MODELS"
+OPTIONS_TYPE = "MUSUBI_TRAINING_OPTIONS"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,23 @@ class MusubiModels:
         picked = ", ".join(f"{k}={v}" for k, v in self.names.items())
         sel = ", ".join(f"{k}={v}" for k, v in self.selectors.items())
         return f"MusubiModels({self.arch}: {picked}{'; ' + sel if sel else ''})"
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The Train node's advanced inputs, set on a chain of Musubi ... Options nodes.
+
+    ``values`` maps a Train input name (``optimizer_type``, ``blocks_to_swap``, ...) to the
+    value its options node got; ``origin`` maps it to that node's title; ``subjects`` lists the
+    chained nodes' subjects in order (each may appear once).
+    """
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    origin: Mapping[str, str] = field(default_factory=dict)
+    subjects: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return "TrainingOptions(" + ", ".join(f"{k}={v!r}" for k, v in sorted(self.values.items())) + ")"
 
 
 def count_items(config: DatasetConfig) -> tuple[DatasetItems, ...]:

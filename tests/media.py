@@ -46,3 +46,14 @@ def fake_safetensors(path: Path, metadata: bytes = b'{"__metadata__":{}}') -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(struct.pack("<Q", len(metadata)) + metadata)
     return path
+
+
+def wan_models(folder: Path) -> dict[str, str]:
+    """A Wan 2.1 t2v-1.3B set (DiT, VAE, T5) whose headers say what the real files' headers say
+    (sparse files: the right size, no disk used), so pre-flight's identity checks pass."""
+    import modelfile_keys as K
+    from modelfile_writers import write_safetensors
+
+    return {"dit": str(write_safetensors(folder / "dit.safetensors", K.wan_dit(1536))),
+            "vae": str(write_safetensors(folder / "vae.safetensors", K.wan_vae())),
+            "t5": str(write_safetensors(folder / "t5.safetensors", K.umt5_wan()))}

@@ -193,7 +193,8 @@ def run_page(chromium: Chromium, run_server: ComfyServer) -> Iterator[CdpPage]:
 
 # What a user changes in the Wan example to train on the test server: its folder holds 64 px
 # images, the model dropdowns list the tiny files, and the fake venv has no bitsandbytes for
-# the recommended adamw8bit. Three epochs of four images: 12 steps.
+# the recommended adamw8bit (AdamW on a Musubi Optimizer Options node). Three epochs of four
+# images: 12 steps.
 ADAPT_WAN_EXAMPLE = """(() => {
   const set = (id, name, value) => {
     const widget = app.graph.getNodeById(id).widgets.find(w => w.name === name);
@@ -203,7 +204,13 @@ ADAPT_WAN_EXAMPLE = """(() => {
   set(1, 'width', 64); set(1, 'height', 64); set(1, 'enable_bucket', false);
   set(2, 'task', 't2v-1.3B'); set(2, 'dit', 'tiny_diffusion_models.safetensors');
   set(2, 'vae', 'tiny_vae.safetensors'); set(2, 't5', 'tiny_text_encoders.safetensors');
-  set(5, 'optimizer_type', 'AdamW'); set(5, 'max_train_epochs', 3); set(5, 'output_name', 'browser_run');
+  set(5, 'max_train_epochs', 3); set(5, 'output_name', 'browser_run');
+  const optimizer = LiteGraph.createNode('MusubiOptimizerOptions');
+  optimizer.pos = [420, 680];
+  app.graph.add(optimizer);
+  optimizer.widgets.find(w => w.name === 'optimizer_type').value = 'AdamW';
+  const train = app.graph.getNodeById(5);
+  optimizer.connect(0, train, train.inputs.findIndex(i => i.name === 'options'));
 })()"""
 # The screenshots' view: the cache steps, the whole Train node (with its progress text at the
 # bottom) and the loaders, below the frontend's top bar; no minimap or canvas counters over them.

@@ -233,6 +233,8 @@ def test_the_routes_validate_ids_remove_only_queued_jobs_and_a_requeue_is_the_sa
     with pytest.raises(ComfyHTTPError) as caught:
         client.post("/api/musubi-tuner/jobs/../../etc/stop")
     assert 400 <= caught.value.status < 500
+    refused = client.run({"1": {"class_type": "MusubiWaitForJob", "inputs": {"job_id": "../../etc/passwd"}}}, timeout=60)
+    assert refused.outcome == "error" and "is not a job id" in refused.terminal.data["exception_message"]
     comfy.configure(gpus=[0], env={"FAKE_MUSUBI_STEP_SECONDS": "0.4"})
     folder = comfy.image_folder("bg_routes")
     comfy.cache(folder)

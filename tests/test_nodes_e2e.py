@@ -483,7 +483,8 @@ def test_lora_name_output_wires_into_lora_loaders_dropdown(server: ComfyServer, 
     prompt["8"] = {"class_type": "PreviewAny", "inputs": {"source": ["7", 0]}}
     info = client.object_info("MusubiTrainLoRA")["MusubiTrainLoRA"]
     assert info["output"][0] == "COMBO,STRING"
-    assert info["input"]["optional"]["seed"][1]["control_after_generate"] is False
+    timesteps = client.object_info("MusubiTimestepOptions")["MusubiTimestepOptions"]
+    assert timesteps["input"]["optional"]["seed"][1]["control_after_generate"] is False
     with client.socket() as sock:
         queued = client.queue_prompt(prompt)  # raises ComfyHTTPError on a validation failure
         assert not queued.get("node_errors")
@@ -674,7 +675,14 @@ def test_sample_prompts_become_a_prompt_file_and_bring_the_sampling_models(
     assert prompts.read_text(encoding="utf-8") == "a red cube --w 64 --h 64\na blue ball\n"
     assert argv[argv.index("--sample_every_n_epochs") + 1] == "1"
     assert "--vae" in argv and "--t5" in argv
-    plain = dry_train_argv(client, server, "no_samples")
+    # an empty box: the default sample (tests/test_train_options_e2e.py); without it no samples
+    folder = image_folder(server, "opts_no_samples", count=1)
+    prompt = workflow(folder, output_name="e2e_no_samples", dry_run=True)
+    prompt["6"] = {"class_type": "MusubiSampleOptions", "inputs": {"default_sample": False}}
+    prompt["5"]["inputs"]["options"] = ["6", 0]
+    run = client.run(prompt, timeout=60)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types
+    plain = executed_output(run, "5")["argv"]
     assert "--sample_prompts" not in plain and "--vae" not in plain, "sampling-only models are left out"
 
 

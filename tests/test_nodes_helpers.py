@@ -29,7 +29,8 @@ def pack() -> Iterator[types.SimpleNamespace]:
     sys.modules[PACK] = module
     try:
         spec.loader.exec_module(module)
-        names = ("progress", "delivery", "fingerprint", "errors", "training", "values", "models", "dataset")
+        names = ("progress", "delivery", "fingerprint", "errors", "training", "values", "models", "dataset",
+                 "options")
         loaded = {n: importlib.import_module(f"{PACK}.nodes.{n}") for n in names}
         loaded["events"] = importlib.import_module(f"{PACK}.parsers.events")
         loaded["executor_errors"] = importlib.import_module(f"{PACK}.executor.errors")
@@ -83,13 +84,15 @@ def test_training_bar_follows_the_steps_bar_with_its_total(pack: Any) -> None:
     r = comfy.reporter(pack, step="train", interval=0.0)
     r.start("launching")
     r.on_event(pack.events.TotalSteps(6))
-    for n in range(7):
-        comfy.now += 1
-        r.on_event(frame(pack, n, 6, rate=0.5, remaining=10.0, postfix={"avr_loss": "0.123"}))
+    for n in range(6):
+        comfy.now += 2  # the bar's own rate and time left are not what the node shows
+        r.on_event(frame(pack, n, 6, rate=50.0, remaining=0.1, postfix={"avr_loss": "0.123"}))
+    assert "2.00 s/it" in comfy.texts[-1] and "ETA 00:02" in comfy.texts[-1] and "avr_loss 0.123" in comfy.texts[-1]
+    comfy.now += 2
+    r.on_event(frame(pack, 6, 6, rate=50.0, remaining=0.1, postfix={"avr_loss": "0.123"}))
     assert comfy.created == [6]
     assert comfy.bars[0] == (0, 6) and comfy.bars[-1] == (6, 6)
     assert {t for _, t in comfy.bars} == {6}
-    assert "2.00 s/it" in comfy.texts[-1] and "ETA 00:10" in comfy.texts[-1] and "avr_loss 0.123" in comfy.texts[-1]
 
 
 def test_updates_are_rate_limited_but_first_last_and_phases_always_go_out(pack: Any) -> None:
@@ -112,7 +115,9 @@ def test_epoch_phase_and_loss_appear_in_the_text(pack: Any) -> None:
     comfy = FakeComfy()
     r = comfy.reporter(pack, step="train", interval=0.0, title="Wan train LoRA")
     r.on_event(pack.events.Epoch(2, 16))
-    r.on_event(frame(pack, 3, 48, rate=2.0, postfix={"avr_loss": "0.0871"}))
+    r.on_event(frame(pack, 2, 48))
+    comfy.now += 0.5
+    r.on_event(frame(pack, 3, 48, rate=9.0, postfix={"avr_loss": "0.0871"}))
     text = comfy.texts[-1]
     assert text.startswith("Wan train LoRA: training") and "epoch 2/16" in text
     assert "step 3/48" in text and "2.00 it/s" in text and "avr_loss 0.0871" in text
@@ -358,7 +363,8 @@ def test_set_train_options_override(pack: Any) -> None:
     assert opts["optimizer_args"] == ["weight_decay=0.01", "betas=(0.9,0.99)"]
     assert opts["fp8_base"] is False and opts["fp8_scaled"] is False
     assert opts["max_train_steps"] == 500 and "max_train_epochs" not in opts
-    assert opts["gradient_checkpointing"] is False and "save_every_n_epochs" not in opts
+    # None, not absent: it switches off the recommended save every epoch (only the final LoRA)
+    assert opts["gradient_checkpointing"] is False and opts["save_every_n_epochs"] is None
     assert accelerate == {"num_processes": 2, "gpu_ids": "0,1"}
 
 
@@ -373,10 +379,10 @@ def test_train_node_choices_are_values_musubi_accepts(pack: Any) -> None:
     from executor.musubi.flagfacts import load_flags
 
     flags = load_flags()["scripts"]["wan_train_network.py"]["flags"]
-    for name, choices in (("timestep_sampling", pack.training.TIMESTEP_SAMPLING),
-                          ("mixed_precision", pack.training.MIXED_PRECISION)):
+    for name, choices in (("timestep_sampling", pack.options.TIMESTEP_SAMPLING),
+                          ("mixed_precision", pack.options.MIXED_PRECISION)):
         allowed = set(flags[f"--{name}"]["choices"])
-        assert set(choices) - {pack.training.RECOMMENDED} <= allowed, name
+        assert set(choices) - {pack.options.RECOMMENDED} <= allowed, name
 
 
 def test_models_node_ids_are_unique_and_cover_the_catalogue(pack: Any) -> None:

@@ -35,8 +35,7 @@ class Work:
         self.tmp = tmp
         self.fake = fake
         self.toml = fake.make_dataset(tmp / "data")
-        self.models = {name: str(media.fake_safetensors(tmp / "models" / f"{name}.safetensors"))
-                       for name in ("dit", "vae", "t5")}
+        self.models = media.wan_models(tmp / "models")
         self.settings = Settings(venv_path=str(fake.venv), root_path=str(fake.root), env=env or {})
         self.install = resolve_install(self.settings)
         self.out = tmp / "out"

@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 
 import media
+import modelfile_keys as K
 from executor.setup.discovery import MusubiInstall, resolve_install
 from executor.setup.settings import Settings
 from executor.musubi.dataset import DatasetSpec, GeneralSpec, build_dataset_config, save_dataset_config
-from executor.musubi.files import check_output_name, sniff_model_file
+from executor.musubi.files import check_output_name
 from executor.musubi.preflight import preflight
 from executor.setup.probe import ProbeReport
 from fakes import fake_musubi  # noqa: F401  (session fixture)
+from modelfile_writers import write_safetensors
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,8 +35,7 @@ class Setup:
         self.install = resolve_install(self.settings)
         self.images = media.image_folder(tmp / "images")
         self.cache = tmp / "cache"
-        self.models = {name: str(media.fake_safetensors(tmp / "models" / f"{name}.safetensors"))
-                       for name in ("dit", "vae", "t5")}
+        self.models = media.wan_models(tmp / "models")
         self.toml = self.write_toml([DatasetSpec(image_directory=str(self.images), cache_directory=str(self.cache))])
 
     def write_toml(self, datasets, name: str = "dataset.toml", **general) -> str:
@@ -179,7 +180,7 @@ def test_kontext_with_a_missing_control_image(setup: Setup) -> None:
     controls = media.image_folder(setup.tmp / "controls", ("img1", "img2_0"), captions=False)
     toml = setup.write_toml([DatasetSpec(image_directory=str(setup.images), control_directory=str(controls))],
                             "kontext.toml")
-    models = {"vae": setup.models["vae"]}
+    models = {"vae": str(write_safetensors(setup.tmp / "models" / "ae.safetensors", K.bfl_ae(16)))}
     problems = preflight("flux_kontext", "cache_latents", install=setup.install, dataset=toml, models=models)
     p = find(problems, "datasets[0].control_directory")
     assert "1 of 3" in p.message and "img3.png" in p.message and "same base name" in p.fix
@@ -311,8 +312,10 @@ def test_sampling_needs_vae_and_text_encoder(setup: Setup) -> None:
 
 def test_krea2_turbo_dit_conflicts_with_block_swap(setup: Setup) -> None:
     setup.write_caches(suffix="kr2")
+    dit = str(write_safetensors(setup.tmp / "models" / "raw.safetensors", K.krea2_dit()))
+    turbo = str(write_safetensors(setup.tmp / "models" / "turbo.safetensors", K.krea2_dit()))
     problems = preflight("krea2", "train", install=setup.install, dataset=setup.toml,
-                         models={"dit": setup.models["dit"], "turbo_dit": setup.models["vae"]},
+                         models={"dit": dit, "turbo_dit": turbo},
                          options={"blocks_to_swap": 4}, output_dir=str(setup.tmp / "out"), output_name="x")
     assert "unset" in find(problems, "models.turbo_dit").fix
 
@@ -322,8 +325,9 @@ def test_hidream_t2i_with_control_images(setup: Setup) -> None:
     toml = setup.write_toml([DatasetSpec(image_directory=str(setup.images), cache_directory=str(setup.cache),
                                          control_directory=str(controls))], "h.toml")
     setup.write_caches(suffix="ho1")
+    dit = str(write_safetensors(setup.tmp / "models" / "hidream_o1_image_bf16.safetensors", K.hidream_o1()))
     problems = preflight("hidream_o1", "train", install=setup.install, dataset=toml,
-                         models={"dit": setup.models["dit"]}, selectors={"task": "t2i"},
+                         models={"dit": dit}, selectors={"task": "t2i"},
                          output_dir=str(setup.tmp / "out"), output_name="x")
     assert 'task "i2i"' in find(problems, "selectors.task").fix
 
@@ -392,20 +396,19 @@ def test_jsonl_sources_are_read_line_by_line(setup: Setup) -> None:
 
 # ---------------------------------------------------------------- model files
 
-def test_model_sniffing(tmp_path: Path) -> None:
-    assert sniff_model_file(str(media.fake_safetensors(tmp_path / "ok.safetensors"))) is None
-    (tmp_path / "lfs.safetensors").write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:0\n")
-    assert "Git LFS pointer" in sniff_model_file(str(tmp_path / "lfs.safetensors"))
-    (tmp_path / "empty.safetensors").write_bytes(b"")
-    assert "empty" in sniff_model_file(str(tmp_path / "empty.safetensors"))
-    (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 64)
-    assert "not a valid safetensors" in sniff_model_file(str(tmp_path / "bad.safetensors"))
-    (tmp_path / "page.safetensors").write_bytes(b"<!DOCTYPE html><html>")
-    assert "HTML" in sniff_model_file(str(tmp_path / "page.safetensors"))
-    (tmp_path / "ok.pth").write_bytes(b"PK\x03\x04" + b"\x00" * 32)
-    assert sniff_model_file(str(tmp_path / "ok.pth")) is None
-    (tmp_path / "m.gguf").write_bytes(b"GGUF" + b"\x00" * 32)
-    assert "GGUF" in sniff_model_file(str(tmp_path / "m.gguf"))
+@pytest.mark.parametrize("name, content, words", [
+    ("lfs.safetensors", b"version https://git-lfs.github.com/spec/v1\noid sha256:0\n", "Git LFS pointer"),
+    ("empty.safetensors", b"", "empty"),
+    ("bad.safetensors", b"\xff" * 64, "not a valid safetensors"),
+    ("page.safetensors", b"<!DOCTYPE html><html>", "HTML"),
+    ("zeros.pth", b"PK\x03\x04" + b"\x00" * 32, "not a readable PyTorch checkpoint"),
+    ("m.gguf", b"GGUF" + b"\x00" * 32, "GGUF"),
+])
+def test_broken_model_files_are_refused(setup: Setup, name: str, content: bytes, words: str) -> None:
+    path = setup.tmp / "models" / name
+    path.write_bytes(content)
+    p = find(setup.check("train", models=dict(setup.models, dit=str(path))), "models.dit")
+    assert words in p.message
 
 
 def test_a_bad_model_file_is_reported_with_its_input(setup: Setup) -> None:
@@ -452,12 +455,13 @@ def test_a_big_dataset_is_still_checked_quickly(setup: Setup) -> None:
     for i in range(2000):
         (controls / f"i{i:05d}_0.png").write_bytes(png)
     toml = setup.write_toml([DatasetSpec(image_directory=str(folder), control_directory=str(controls))], "big.toml")
+    vae = str(write_safetensors(setup.tmp / "models" / "ae.safetensors", K.bfl_ae(16)))
     start = time.monotonic()
     problems = preflight("flux_kontext", "cache_latents", install=setup.install, dataset=toml,
-                         models={"vae": setup.models["vae"]})
+                         models={"vae": vae})
     assert not errors(problems), problems
     assert time.monotonic() - start < 1.0
     os.remove(controls / "i00007_0.png")
     problems = preflight("flux_kontext", "cache_latents", install=setup.install, dataset=toml,
-                         models={"vae": setup.models["vae"]})
+                         models={"vae": vae})
     assert "1 of 2000" in find(problems, "datasets[0].control_directory").message

@@ -53,7 +53,17 @@ PROCESS_CALL_SITES = {
     ("executor/process/jobwrapper.py", "__init__"),          # the job's command (argv from detach.launch)
     ("executor/process/jobwrapper.py", "stop"),              # Windows fallback: taskkill /PID n /T /F
     ("executor/setup/gpus.py", "list_gpus"),                 # nvidia-smi --query-gpu=... (read only)
+    # python -m executor install, a terminal command only (never reachable from a node or route):
+    ("executor/setup/runner.py", "run_logged"),             # git / venv / pip steps, logged
+    ("executor/setup/pythons.py", "inspect_python"),        # <candidate python> -I -c (version, bits, venv)
+    ("executor/setup/pythons.py", "_from_uv"),              # uv python find / install
+    ("executor/setup/packages.py", "ensure_torch"),         # <venv python> -c "import torch, torchvision"
+    ("executor/setup/steps.py", "venv_state"),              # <venv python> -I -c (installed versions)
+    ("executor/setup/torch_index.py", "query_nvidia_smi"),  # nvidia-smi (driver and CUDA version)
 }
+# The installer's modules may start installers; nothing a workflow can reach imports them.
+INSTALLER_MODULES = {"executor/setup/install.py", "executor/setup/runner.py", "executor/setup/pythons.py",
+                     "executor/setup/packages.py", "executor/setup/steps.py"}
 SPAWNERS = {"run", "Popen", "call", "check_call", "check_output", "create_subprocess_exec",
             "create_subprocess_shell", "system", "popen", "startfile", "execv", "execve", "execvp", "execvpe",
             "execl", "execle", "execlp", "execlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "spawnl",
@@ -162,7 +172,7 @@ def test_every_process_the_pack_starts_is_a_reviewed_argv_list_without_installer
                     problems.append(f"{where}: shell=")
             if node.args and isinstance(node.args[0], (ast.Constant, ast.JoinedStr)):
                 problems.append(f"{where}: the command must be an argv list, not one string")
-            for text in strings_in(node):
+            for text in strings_in(node) if name not in INSTALLER_MODULES else ():
                 words = text.replace("-", " ").replace("/", " ").split()
                 if any(word in INSTALLERS for word in words):
                     problems.append(f"{where}: {text!r} looks like installing something")
@@ -283,3 +293,24 @@ def test_short_or_ordinary_values_are_not_masked() -> None:
     """TOKENIZERS_PARALLELISM=false must not blank out the word 'false' everywhere."""
     result = run(child("print('false and 1234 stay')", TOKENIZERS_PARALLELISM="false", SHORT_KEY="1234"))
     assert result.tail == ["false and 1234 stay"]
+
+
+@pytest.mark.hardening("security", "no_runtime_install")
+def test_no_node_or_route_can_reach_the_installer() -> None:
+    """The installer runs from a terminal only: nothing ComfyUI imports (nodes/, and what they
+    import, lazily or not) leads to a module that may start pip, git or uv."""
+    from test_boundaries import executor_imports, module_name
+
+    graph = {module_name(p): {t for _, t in executor_imports(p)}
+             for p in sorted(PROJECT_ROOT.joinpath("nodes").rglob("*.py"))
+             + sorted(PROJECT_ROOT.joinpath("executor").rglob("*.py"))}
+    installers = {m[:-3].replace("/", ".") for m in INSTALLER_MODULES}
+    seen: set[str] = set()
+    todo = [m for m in graph if m.startswith("nodes")]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += [t for t in graph.get(module, ()) if t not in seen]
+    assert not seen & installers, f"reachable from nodes/: {sorted(seen & installers)}"
+    assert "executor.setup.install_hint" in seen  # the check node shows the command as text

@@ -36,12 +36,13 @@ pytest_plugins = ["hardening", "hardening_e2e"]
 # Every free-text input of the pack, by what it is. A new one fails the test until it is placed here.
 READ_PATHS = {("MusubiDatasetConfig", "directory"), ("MusubiDatasetConfig", "control_directory"),
               ("MusubiLoadDatasetConfig", "path"), ("MusubiTrainLoRA", "resume"),
-              ("MusubiTrainLoRA", "sample_prompts_file")}
+              ("MusubiSampleOptions", "sample_prompts_file")}
 WRITE_PATHS = {("MusubiDatasetConfig", "cache_directory")}  # must stay inside the write roots
 NAMES = {("MusubiTrainLoRA", "output_name")}  # a file name, never a path
+IDS = {("MusubiWaitForJob", "job_id")}  # 32 hexadecimal characters, else refused
 DATA = {("MusubiDatasetConfig", "caption_extension"), ("MusubiDatasetConfig", "target_frames"),
-        ("MusubiTrainLoRA", "optimizer_custom"), ("MusubiTrainLoRA", "optimizer_args"),
-        ("MusubiTrainLoRA", "sample_prompts"), ("MusubiTrainLoRA", "gpu_ids"), ("MusubiTrainLoRA", "extra_args")}
+        ("MusubiOptimizerOptions", "optimizer_custom"), ("MusubiOptimizerOptions", "optimizer_args"),
+        ("MusubiTrainLoRA", "sample_prompts"), ("MusubiLaunchOptions", "gpu_ids"), ("MusubiLaunchOptions", "extra_args")}
 PROGRAM_WORDS = re.compile(r"venv|python|interpreter|executable|root|checkout|script|command|launcher_path|shell",
                            re.IGNORECASE)
 
@@ -68,11 +69,11 @@ def test_every_text_input_is_classified_and_none_names_a_program(hard: Hard) -> 
                     text_inputs.add((node_id, name))
                 elif isinstance(spec[0], list):
                     combos[(node_id, name)] = spec[0]
-    known = READ_PATHS | WRITE_PATHS | NAMES | DATA | hf_id_inputs()
+    known = READ_PATHS | WRITE_PATHS | NAMES | IDS | DATA | hf_id_inputs()
     assert text_inputs == known, f"unclassified: {sorted(text_inputs - known)}; gone: {sorted(known - text_inputs)}"
     for node_id, name in text_inputs | set(combos):
         assert not PROGRAM_WORDS.search(name), f"{node_id}.{name} sounds like it picks a program"
-    assert combos[("MusubiTrainLoRA", "launcher")] == ["accelerate", "python"], "a launcher is a form, not a path"
+    assert combos[("MusubiLaunchOptions", "launcher")] == ["accelerate", "python"], "a launcher is a form, not a path"
 
 
 def decoy_tree(root: Path, canary: Path) -> dict[str, Path]:

@@ -181,8 +181,10 @@ def test_training_writes_its_loss_history_and_summary_into_the_run_folder(work: 
         os.path.basename(f) for f in sample_files(str(run_dir))] and len(record["sample_files"]) == 2
     status = run_status(str(run_dir))
     assert status["status"] == "succeeded" and status["kind"] == "train" and status["architecture"] == "wan"
-    assert status["progress"] == {"step": 6, "total": 6, "epoch": 2, "epochs": 2, "loss": 1.75, "best_loss": 1.66,
-                                  "best_loss_step": 2}
+    progress = status["progress"]
+    assert progress.pop("rate") > 0 and progress.pop("eta") is None  # tests/test_speed.py checks both
+    assert progress == {"step": 6, "total": 6, "epoch": 2, "epochs": 2, "loss": 1.75, "best_loss": 1.66,
+                        "best_loss_step": 2}
     assert status["history"] == points and status["latest_sample"] == os.path.basename(record["sample_files"][-1])
     assert [p["step"] for p in run_status(str(run_dir), since=4)["history"]] == [s for s in by_step if s > 4]
     assert not (run_dir / LOCK_NAME).exists()
@@ -384,7 +386,9 @@ def test_the_progress_event_carries_the_documented_fields_in_step_order(pack: An
     assert all(e["loss"] == FAKE_LOSSES[e["step"] - 1] for e in stepped)
     assert events[-1]["phase"] == "done" and events[-1]["step"] == 6 and events[-1]["loss"] == 1.75
     training = next(e for e in events if e["phase"] == "training" and e["step"])
-    assert training["rate"] == 2.5 and 0 <= training["eta"] <= 6 / 2.5  # the bar's own figures
+    # one step every 0.4 s by the reporter's clock (the bar says the same here; tests/test_speed.py
+    # checks the clock wins where they differ)
+    assert training["rate"] == pytest.approx(2.5) and 0 <= training["eta"] <= 6 / 2.5
     assert training["epoch"] == 1 and training["epochs"] == 2 and training["total"] == 6
 
 

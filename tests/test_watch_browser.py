@@ -43,7 +43,13 @@ ADAPT = """(() => {
   set(1, 'width', 64); set(1, 'height', 64); set(1, 'enable_bucket', false);
   set(2, 'task', 't2v-1.3B'); set(2, 'dit', 'tiny_diffusion_models.safetensors');
   set(2, 'vae', 'tiny_vae.safetensors'); set(2, 't5', 'tiny_text_encoders.safetensors');
-  set(5, 'optimizer_type', 'AdamW'); set(5, 'max_train_epochs', 3); set(5, 'output_name', 'browser_watch');
+  set(5, 'max_train_epochs', 3); set(5, 'output_name', 'browser_watch');
+  const optimizer = LiteGraph.createNode('MusubiOptimizerOptions');
+  optimizer.pos = [420, 680];
+  app.graph.add(optimizer);
+  optimizer.widgets.find(w => w.name === 'optimizer_type').value = 'AdamW';
+  const train = app.graph.getNodeById(5);
+  optimizer.connect(0, train, train.inputs.findIndex(i => i.name === 'options'));
   set(5, 'sample_prompts', 'a red cube --w 320 --h 200 --s 20 --d 42\\na blue ball --w 320 --h 200');
   app.extensionManager.setting.set('Comfy.Minimap.Visible', false);
   app.canvas.show_info = false;

@@ -191,7 +191,10 @@ def test_without_samples_the_output_is_one_black_placeholder(server: ComfyServer
     settings(FAKE_MUSUBI_STEP_SECONDS="0.01")
     client = server.client()
     folder = image_folder(server, "watch_no_samples", count=2)
-    run = client.run(with_outputs(workflow(folder, output_name="watch_plain"), "plain"), timeout=180)
+    prompt = workflow(folder, output_name="watch_plain")
+    prompt["20"] = {"class_type": "MusubiSampleOptions", "inputs": {"default_sample": False}}
+    prompt["5"]["inputs"]["options"] = ["20", 0]
+    run = client.run(with_outputs(prompt, "plain"), timeout=180)
     assert run.outcome == "success", run.terminal.data if run.terminal else run.types
     (placeholder,) = saved_images(server, run, "7")
     assert placeholder.size == (64, 64) and placeholder.getcolors() == [(64 * 64, (0, 0, 0))]

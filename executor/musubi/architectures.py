@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from .schema import (CACHE_LATENTS, CACHE_TEXT_ENCODER, CONVERT, STEPS, TRAIN, Architecture, LoraConversion,
-                     ModelInput, Selector, SelectorValue, Variant, read_only)
+                     ModelInput, SampleSpec, Selector, SelectorValue, Variant, read_only)
 
 __all__ = ["ARCHITECTURES"]
 
@@ -144,6 +144,8 @@ _ARCHS = (
         media=("image", "video"), control="none", network_module="networks.lora",
         recommended=_train(fp8_base=True, learning_rate=2e-4, timestep_sampling="shift",
                            discrete_flow_shift=7.0),
+        # docs/hunyuan_video.md, inference: --video_size 544 960 --infer_steps 30
+        sample=SampleSpec(960, 544, 30, source="hunyuan_video.md"),
         cache_recommended=read_only({CACHE_LATENTS: {"vae_chunk_size": 32, "vae_tiling": True},
                                CACHE_TEXT_ENCODER: {"batch_size": 16}}),
         step_options=_options(
@@ -185,6 +187,10 @@ _ARCHS = (
         ),
         media=("image", "video"), control="none", network_module="networks.lora_hv_1_5",
         recommended=_train(learning_rate=1e-4, timestep_sampling="shift", discrete_flow_shift=2.0),
+        # docs/hunyuan_video_1_5.md, inference: --video_size 720 1280 --infer_steps 25
+        sample=SampleSpec(1280, 720, 25, source="hunyuan_video_1_5.md"),
+        variants=(Variant({"task": ("i2v",)},
+                          sample=SampleSpec(1280, 720, 25, start_image=True, source="hunyuan_video_1_5.md")),),
         cache_recommended=read_only({CACHE_TEXT_ENCODER: {"batch_size": 16}}),
         step_options=_options(
             latents={"vae_dtype", "vae_sample_size", "vae_enable_patch_conv"},
@@ -230,6 +236,8 @@ _ARCHS = (
         media=("image", "video"), control="optional", network_module="networks.lora_wan",
         recommended=_train(fp8_base=True, learning_rate=2e-4, timestep_sampling="shift",
                            discrete_flow_shift=3.0),
+        # docs/wan.md, sample prompt: --w 832 --h 480 --f 81 --d 42 --s 20 (a still here: --f 1)
+        sample=SampleSpec(832, 480, 20, source="wan.md"),
         cache_recommended=read_only({CACHE_TEXT_ENCODER: {"batch_size": 16}}),
         step_options=_options(
             latents={"vae_dtype", "vae_cache_cpu"},
@@ -244,6 +252,12 @@ _ARCHS = (
                     excluded_options=frozenset({"timestep_boundary", "offload_inactive_dit",
                                                 "force_v2_1_time_embedding"})),
             Variant({"one_frame": (True,)}, media=("image",), control="required"),
+            Variant({"task": _WAN_I2V}, sample=SampleSpec(832, 480, 20, start_image=True, source="wan.md")),
+            Variant({"task": ("t2v-1.3B-FC", "t2v-14B-FC", "i2v-14B-FC")}, sample=SampleSpec(
+                832, 480, 20, unsupported="a Fun-Control sample needs a control video (--cn)")),
+            Variant({"one_frame": (True,)}, sample=SampleSpec(
+                384, 576, 10, unsupported="a one-frame sample needs its start and control images and --of "
+                                          "(docs/wan_1f.md)")),
         ),
         conflicts=(("offload_inactive_dit", "blocks_to_swap"),),
         lora_conversion=_NO_CONVERSION,
@@ -278,6 +292,8 @@ _ARCHS = (
         ),
         media=("image", "video"), control="optional", network_module="networks.lora_framepack",
         recommended=_train(learning_rate=2e-4, timestep_sampling="shift", discrete_flow_shift=3.0),
+        # docs/framepack.md, sample prompt: --w 832 --h 480 --f 5 --d 42 --s 20 --i start_image
+        sample=SampleSpec(832, 480, 20, frames=5, start_image=True, source="framepack.md"),
         cache_recommended=read_only({CACHE_LATENTS: {"vae_chunk_size": 32},
                                CACHE_TEXT_ENCODER: {"batch_size": 16}}),
         step_options=_options(
@@ -289,7 +305,9 @@ _ARCHS = (
         variants=(
             Variant({"one_frame": (False,)}, media=("video",), control="none",
                     excluded_options=frozenset({"one_frame_no_2x", "one_frame_no_4x"})),
-            Variant({"one_frame": (True,)}, media=("image",), control="required"),
+            Variant({"one_frame": (True,)}, media=("image",), control="required",
+                    sample=SampleSpec(384, 576, 10, unsupported="a one-frame sample needs its start and control "
+                                                                "images and --of (docs/framepack_1f.md)")),
         ),
         lora_conversion=LoraConversion(
             "not_supported", note="ComfyUI core has no FramePack model; wrapper nodes load LoRAs their own way."),
@@ -311,6 +329,8 @@ _ARCHS = (
         selectors=(),
         media=("image",), control="exactly_one", network_module="networks.lora_flux",
         recommended=_train(learning_rate=1e-4, timestep_sampling="flux_shift"),
+        # docs/flux_kontext.md, inference: --image_size 1024 1024 --infer_steps 25
+        sample=SampleSpec(1024, 1024, 25, source="flux_kontext.md"),
         cache_recommended=read_only({CACHE_TEXT_ENCODER: {"batch_size": 16}}),
         # --vae_dtype: "VAE dtype is not supported"; tiling flags parsed but unused; --fp8_t5
         # hits a typo (torch.float8e4m3fn) in v0.3.4, so none of them is offered.
@@ -339,6 +359,8 @@ _ARCHS = (
         ),
         media=("image",), control="optional", network_module="networks.lora_flux_2",
         recommended=_train(learning_rate=1e-4, timestep_sampling="flux2_shift"),
+        # docs/flux_2.md, inference: --image_size 1024 1024 --infer_steps 50
+        sample=SampleSpec(1024, 1024, 50, references=True, source="flux_2.md"),
         step_options=_options(latents={"vae_dtype"}, te={"fp8_text_encoder"},
                               train={"fp8_scaled", "fp8_text_encoder"}),
         block_swap_max=29,
@@ -371,6 +393,8 @@ _ARCHS = (
         media=("image",), control="optional", network_module="networks.lora_qwen_image",
         recommended=_train(learning_rate=5e-5, timestep_sampling="shift", discrete_flow_shift=2.2,
                            network_dim=16),
+        # docs/qwen_image.md, inference: --image_size 1024 1024 --infer_steps 25
+        sample=SampleSpec(1024, 1024, 25, source="qwen_image.md"),
         cache_recommended=read_only({CACHE_TEXT_ENCODER: {"batch_size": 1}}),
         step_options=_options(te={"fp8_vl"},
                               train={"fp8_scaled", "fp8_vl", "num_layers", "remove_first_image_from_target"}),
@@ -378,7 +402,9 @@ _ARCHS = (
         variants=(
             Variant({"model_version": ("original",)}, control="none"),
             Variant({"model_version": ("edit", "edit-2509", "edit-2511")}, suffix="qie", control="required"),
-            Variant({"model_version": ("layered",)}, suffix="qil", control="none"),
+            Variant({"model_version": ("layered",)}, suffix="qil", control="none",
+                    sample=SampleSpec(1024, 1024, 25, unsupported="a Qwen-Image-Layered sample takes a control image "
+                                                                  "and the number of layers (--f)")),
             Variant({"model_version": ("original", "edit", "edit-2509", "edit-2511")},
                     excluded_options=frozenset({"remove_first_image_from_target"})),
         ),
@@ -399,6 +425,8 @@ _ARCHS = (
         selectors=(),
         media=("image",), control="none", network_module="networks.lora_zimage",
         recommended=_train(learning_rate=1e-4, timestep_sampling="shift", discrete_flow_shift=2.0),
+        # docs/zimage.md, sample prompt: --w 1280 --h 720 --fs 3 --s 20 --d 1234 --l 4
+        sample=SampleSpec(1280, 720, 20, source="zimage.md"),
         cache_recommended=read_only({CACHE_TEXT_ENCODER: {"batch_size": 16}}),
         # --vae_dtype only logs that the VAE always runs in float32
         step_options=_options(te={"fp8_llm"}, train={"fp8_scaled", "fp8_llm", "use_32bit_attention"}),
@@ -434,6 +462,10 @@ _ARCHS = (
                            max_grad_norm=1.0, lr_scheduler="constant_with_warmup", lr_warmup_steps=100,
                            network_alpha=32, timestep_sampling="shift", discrete_flow_shift=5.0,
                            max_train_epochs=50, scheduler_scale=10.0),
+        # docs/kandinsky5.md, inference: --width 512 --height 512 --steps 50
+        sample=SampleSpec(512, 512, 50, source="kandinsky5.md"),
+        variants=(Variant({"task": tuple(t for t in _K5_TASKS if "-i2v-" in t)},
+                          sample=SampleSpec(512, 512, 50, start_image=True, source="kandinsky5.md")),),
         cache_recommended=read_only({CACHE_TEXT_ENCODER: {"batch_size": 4}}),
         step_options=_options(
             latents={"vae_dtype", "nabla_resize"},
@@ -465,6 +497,8 @@ _ARCHS = (
         # these are the pack's choice, in line with the other image architectures.
         recommended=_train(learning_rate=1e-4, timestep_sampling="ideogram4_shift",
                            max_data_loader_n_workers=None, persistent_data_loader_workers=None),
+        # docs/ideogram4.md, inference: --image_size 1024 1024 (steps come from --sampler_preset)
+        sample=SampleSpec(1024, 1024, source="ideogram4.md"),
         cache_recommended=read_only({CACHE_LATENTS: {"vae_dtype": "bfloat16"},
                                CACHE_TEXT_ENCODER: {"text_cache_dtype": "bf16"}}),
         step_options=_options(
@@ -496,6 +530,8 @@ _ARCHS = (
         media=("image",), control="none", network_module="networks.lora_krea2",
         recommended=_train(learning_rate=1e-4, timestep_sampling="shift", discrete_flow_shift=2.5,
                            network_alpha=32),
+        # docs/krea2.md, sample prompt (on the Turbo DiT): --w 1024 --h 1024 --s 8 --l 1 --d 0
+        sample=SampleSpec(1024, 1024, 8, source="krea2.md"),
         cache_recommended=read_only({CACHE_TEXT_ENCODER: {"batch_size": 1}}),
         step_options=_options(te={"text_encoder_dtype"}, train={"fp8_scaled", "turbo_dit_cache"}),
         block_swap_max=26,
@@ -528,6 +564,8 @@ _ARCHS = (
         recommended=_train(learning_rate=4e-5, timestep_sampling="uniform", noise_scale_start=8.0,
                            noise_scale_end=8.0, noise_clip_std=0.0,
                            max_data_loader_n_workers=None, persistent_data_loader_workers=None),
+        # docs/hidream_o1.md, inference: --image_size 2048 2048
+        sample=SampleSpec(2048, 2048, source="hidream_o1.md"),
         cache_recommended=read_only({CACHE_LATENTS: {"batch_size": 1}, CACHE_TEXT_ENCODER: {"batch_size": 16}}),
         # the pixel cache has no VAE: --vae and --vae_dtype are parsed but unused
         step_options=_options(

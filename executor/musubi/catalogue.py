@@ -12,11 +12,12 @@ from typing import Any, Mapping, Optional
 from ..errors import ConfigError
 from .architectures import ARCHITECTURES
 from .schema import (ATTENTION_FLAGS, CACHE_LATENTS, CACHE_TEXT_ENCODER, CONVERT, OPTIONS, RESERVED_FLAGS, STEPS,  # noqa: F401 (re-exported)
-                     TRAIN, Architecture, LoraConversion, ModelInput, Option, Selector, SelectorValue, Variant)
+                     TRAIN, Architecture, LoraConversion, ModelInput, Option, SampleSpec, Selector, SelectorValue,
+                     Variant)
 
 __all__ = [
     "CACHE_LATENTS", "CACHE_TEXT_ENCODER", "TRAIN", "CONVERT", "STEPS",
-    "ModelInput", "Selector", "Option", "Variant", "LoraConversion", "Architecture",
+    "ModelInput", "Selector", "Option", "SampleSpec", "Variant", "LoraConversion", "Architecture",
     "ARCHITECTURES", "OPTIONS", "ATTENTION_FLAGS", "get_architecture", "build_args",
     "check_options",
 ]

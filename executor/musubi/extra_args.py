@@ -2,7 +2,7 @@
 for that script (per the committed flag facts) and is not one the pack sets itself.
 
 Text is split with POSIX shlex rules on every OS (we never run a shell; quotes only group
-words). Imports only the standard library and sibling modules.
+words). Imports only the standard library and its room.
 """
 
 from __future__ import annotations

@@ -1,18 +1,18 @@
-"""What pre-flight knows about files and folders: model file extensions and a header sniff,
-output names that work on every OS, the LoRA files a run would produce, and whether a path lies
-inside a set of allowed folders. Imports only the standard library.
+"""What pre-flight knows about files and folders: model file extensions (what a model file is
+comes from its header: modelfiles/), output names that work on every OS, the LoRA files a run
+would produce, and whether a path lies inside a set of allowed folders. Imports only the
+standard library.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import struct
 from typing import Any, Iterable, Optional
 
 from ..problems import Problem
 
-__all__ = ["MODEL_EXTENSIONS", "sniff_model_file", "check_output_name", "existing_outputs", "free_name",
+__all__ = ["MODEL_EXTENSIONS", "check_output_name", "existing_outputs", "free_name",
            "inside_roots", "resolve", "listdir"]
 
 
@@ -27,36 +27,6 @@ def resolve(path: str, cwd: Optional[str]) -> str:
     if os.path.isabs(path) or not cwd:
         return path
     return os.path.join(cwd, path)
-
-
-def sniff_model_file(path: str) -> Optional[str]:
-    """None when ``path`` looks like a model file of its extension, else why not.
-    Reads at most 32 bytes."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as fh:
-            head = fh.read(32)
-    except OSError as exc:
-        return f"cannot read it ({exc.strerror or exc})"
-    if size == 0:
-        return "the file is empty (an interrupted download?)"
-    if head.startswith(b"version https://git-lfs"):
-        return "it is a Git LFS pointer, not the model (the download fetched only the pointer)"
-    if head.lstrip().lower().startswith((b"<!doctype", b"<html")):
-        return "it is an HTML page (a failed download), not a model"
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".safetensors", ".sft"):
-        if len(head) < 9:
-            return "too short to be a safetensors file"
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if header_len < 2 or header_len > 100 * 1024 * 1024 or 8 + header_len > size or head[8:9] != b"{":
-            return "not a valid safetensors file (bad header; truncated or renamed?)"
-    elif ext == ".gguf" or head.startswith(b"GGUF"):
-        return "it is a GGUF file; musubi-tuner reads only .safetensors / PyTorch checkpoints"
-    elif ext in (".pt", ".pth", ".bin", ".ckpt"):
-        if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
-            return "not a PyTorch checkpoint (neither a zip nor a pickle)"
-    return None
 
 
 def check_output_name(name: Any, input_name: str = "output_name") -> list[Problem]:

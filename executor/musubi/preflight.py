@@ -17,8 +17,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 from .dataset import DatasetConfig, load_dataset_config
 from ..errors import SetupError
 from .extra_args import check_extra_args
-from .files import MODEL_EXTENSIONS, check_output_name, existing_outputs, free_name, resolve, sniff_model_file
+from .files import MODEL_EXTENSIONS, check_output_name, existing_outputs, free_name, resolve
 from .preflight_dataset import check_datasets
+from .preflight_models import check_model_file, file_options
 from ..problems import ERROR, WARNING, Problem
 
 __all__ = ["preflight", "effective_options"]
@@ -40,15 +41,18 @@ def _is_set(value: Any) -> bool:
 
 
 def effective_options(arch: Any, step: str, options: Optional[Mapping[str, Any]],
-                      selectors: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+                      selectors: Optional[Mapping[str, Any]] = None, *, models: Optional[Mapping[str, Any]] = None,
+                      cwd: Optional[str] = None) -> dict[str, Any]:
     """The options a step really gets, as ``build_args`` merges them: for training the
-    recommended settings, for caching the cache defaults, overridden by the user's
+    recommended settings and those the chosen ``models`` call for (Wan fp16 weights: fp16
+    mixed precision), for caching the cache defaults, overridden by the user's
     (None/False/"" unsets)."""
     cat = _steps()
     out: dict[str, Any] = {}
     try:
         if step == cat.TRAIN:
             out.update(arch.recommended_for(selectors))
+            out.update(file_options(arch, models, cwd))
         else:
             out.update(arch.cache_recommended.get(step, {}))
     except SetupError:
@@ -125,8 +129,8 @@ def preflight(arch: Any, step: str, *, settings: Any = None, install: Any = None
     if resolved is not None:
         ctx.selectors = resolved
     suffix = arch.suffix(resolved) if resolved is not None else None
-    opts = effective_options(arch, step, user_options, resolved)
     models = {k: v for k, v in (models or {}).items() if v}
+    opts = effective_options(arch, step, user_options, resolved, models=models, cwd=ctx.cwd)
     if step == cat.CONVERT:
         _check_convert(ctx, models)
     else:
@@ -210,7 +214,7 @@ def _check_models(ctx: _Context, models: Mapping[str, str], opts: Mapping[str, A
             continue
         if step not in m.steps:
             continue  # one models dict serves all steps
-        _check_model_value(ctx, f"models.{m.name}", label, value, m.kind, m.folder)
+        _check_model_value(ctx, f"models.{m.name}", label, value, m.kind, m.folder, m.name, opts)
 
 
 def _check_convert(ctx: _Context, models: Mapping[str, str]) -> None:
@@ -226,10 +230,11 @@ def _check_convert(ctx: _Context, models: Mapping[str, str]) -> None:
     if not value:
         ctx.error("models.lora", "no LoRA to convert", "give the trained LoRA file (.safetensors)")
         return
-    _check_model_value(ctx, "models.lora", "LoRA", value, "file", "loras")
+    _check_model_value(ctx, "models.lora", "LoRA", value, "file", "loras", "lora", {})
 
 
-def _check_model_value(ctx: _Context, input_name: str, label: str, value: Any, kind: str, folder: str) -> None:
+def _check_model_value(ctx: _Context, input_name: str, label: str, value: Any, kind: str, folder: str,
+                       model: str, opts: Mapping[str, Any]) -> None:
     if not isinstance(value, str):
         ctx.error(input_name, f"expected a path, got {value!r}", f"pick the {label} file")
         return
@@ -255,14 +260,15 @@ def _check_model_value(ctx: _Context, input_name: str, label: str, value: Any, k
         if kind == "file":
             ctx.error(input_name, f"{path} is a folder; {label} must be a single file",
                       f"pick the model file inside it ({', '.join(MODEL_EXTENSIONS[:2])})")
+        else:
+            check_model_file(ctx, input_name, model, path, opts)
         return
     ext = os.path.splitext(path)[1].lower()
     if ext not in MODEL_EXTENSIONS and ext != ".gguf":
         ctx.warn(input_name, f"{os.path.basename(path)} has an unusual extension for a model",
                  f"musubi expects {', '.join(MODEL_EXTENSIONS)}")
-    why = sniff_model_file(path)
-    if why:
-        ctx.error(input_name, f"{path}: {why}", "download the model again (a .safetensors file)")
+    # The header says what the file is (and whether it is whole); never the tensor data.
+    check_model_file(ctx, input_name, model, path, opts)
 
 
 def _check_output(ctx: _Context, settings: Any, output_dir: Optional[str], output_name: Optional[str],

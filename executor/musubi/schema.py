@@ -14,7 +14,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "CACHE_LATENTS", "CACHE_TEXT_ENCODER", "TRAIN", "CONVERT", "STEPS", "SelectorValue",
-    "ModelInput", "Selector", "Option", "Variant", "LoraConversion", "Architecture",
+    "ModelInput", "Selector", "Option", "SampleSpec", "Variant", "LoraConversion", "Architecture",
     "OPTIONS", "ATTENTION_FLAGS", "RESERVED_FLAGS",
 ]
 
@@ -89,6 +89,24 @@ class Option:
 
 
 @dataclass(frozen=True)
+class SampleSpec:
+    """How musubi's docs make a sample of this architecture: size (``--w``/``--h``), steps
+    (``--s``; None = musubi's default 20), frames (``--f``; None = 1, a still), whether the
+    model needs a start image (``--i``, image-to-video), and whether an optional control image
+    is a reference for the sample too (``--ci``; a required one always is). ``unsupported`` says
+    why no default sample can be built (the prompt needs something only the user can give)."""
+
+    width: int
+    height: int
+    steps: Optional[int] = None
+    frames: Optional[int] = None
+    start_image: bool = False
+    references: bool = False
+    unsupported: str = ""
+    source: str = ""  # the musubi doc the numbers come from
+
+
+@dataclass(frozen=True)
 class Variant:
     """Overrides that apply when every ``when`` selector has one of the listed values.
     Later matching variants win; ``recommended`` is merged, not replaced."""
@@ -100,6 +118,7 @@ class Variant:
     block_swap_max: Optional[int] = None
     recommended: Mapping[str, Any] = field(default_factory=dict)
     excluded_options: frozenset[str] = frozenset()
+    sample: Optional[SampleSpec] = None
 
     def matches(self, selectors: Mapping[str, SelectorValue]) -> bool:
         return all(selectors.get(k) in v for k, v in self.when.items())
@@ -151,6 +170,7 @@ class Architecture:
     conflicts: tuple[tuple[str, str], ...] = ()
     allowed_values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    sample: Optional[SampleSpec] = None  # the documented sample settings (Variant.sample overrides)
 
     # -- lookups -------------------------------------------------------------------------
     @property
@@ -207,6 +227,9 @@ class Architecture:
 
     def control_for(self, selectors: Optional[Mapping[str, Any]] = None) -> str:
         return self._pick("control", selectors, self.control)
+
+    def sample_for(self, selectors: Optional[Mapping[str, Any]] = None) -> Optional[SampleSpec]:
+        return self._pick("sample", selectors, self.sample)
 
     def max_blocks_to_swap(self, selectors: Optional[Mapping[str, Any]] = None) -> Optional[int]:
         """musubi's limit for ``--blocks_to_swap`` (None: musubi clamps or we do not know)."""

@@ -221,9 +221,11 @@ def run_status(run_dir: str, *, since: int = 0, history: bool = True) -> dict[st
     ...), else ``running`` while the run's process holds the folder's lock, else
     ``incomplete`` (it ended without a result: killed, or the machine stopped). Also the
     latest progress from the loss history, the history itself (points after ``since``),
-    the sample files and result.json."""
+    the sample files and result.json. ``rate`` (steps per second over the last steps) and,
+    while running, ``eta`` (seconds left after the last step) come from the points' times."""
     from .folders import LOCK_NAME, PLAN_FILE, RESULT_FILE
     from .locks import lock_is_live, read_lock
+    from .speed import rate_of_points
 
     result = _read_json(os.path.join(run_dir, RESULT_FILE))
     plan = _read_json(os.path.join(run_dir, PLAN_FILE)) or {}
@@ -235,6 +237,7 @@ def run_status(run_dir: str, *, since: int = 0, history: bool = True) -> dict[st
     points = read_history(os.path.join(run_dir, LOSS_FILE))
     summary = summarize(points)
     last = points[-1] if points else {}
+    speed = rate_of_points(points[-20:])
     # result.json lists the samples wherever output_dir was; a node's run keeps them in its folder
     recorded = (result or {}).get("sample_files")
     samples = [str(p) for p in recorded] if isinstance(recorded, list) else sample_files(run_dir)
@@ -245,7 +248,9 @@ def run_status(run_dir: str, *, since: int = 0, history: bool = True) -> dict[st
         "kind": (result or plan).get("step"),
         "progress": {"step": last.get("step"), "total": last.get("total"), "epoch": last.get("epoch"),
                      "epochs": last.get("epochs"), "loss": summary["final_loss"],
-                     "best_loss": summary["best_loss"], "best_loss_step": summary["best_loss_step"]},
+                     "best_loss": summary["best_loss"], "best_loss_step": summary["best_loss_step"],
+                     "rate": speed.rate,
+                     "eta": speed.remaining(last.get("total")) if status == "running" else None},
         "latest_sample": os.path.basename(samples[-1]) if samples else None,
         "samples": [os.path.basename(p) for p in samples],
         "result": result,

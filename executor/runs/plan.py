@@ -225,6 +225,17 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
                 dataset_text = render_toml(dataset)
 
     selectors = dict(spec.selectors or {})
+    accelerate = dict(spec.accelerate or {})
+    if spec.step == cat.TRAIN:
+        # Settings the chosen files call for (Wan's fp16 weights need fp16 mixed precision),
+        # where the user set none; accelerate's precision then follows musubi's.
+        from ..musubi.preflight_models import file_options
+
+        for key, value in file_options(arch, spec.models, install.root if install else None).items():
+            if options.get(key) is None:
+                options[key] = value
+                if key == "mixed_precision":
+                    accelerate["mixed_precision"] = value
     args: list[str] = []
     build_error: Optional[SetupError] = None
     try:
@@ -259,7 +270,7 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
         try:
             if spec.step == cat.TRAIN and launcher == "accelerate":
                 command = accelerate_command(install, arch.scripts[spec.step], [*args, *extra], settings,
-                                             AccelerateOptions(**(spec.accelerate or {})))
+                                             AccelerateOptions(**accelerate))
             else:
                 command = python_command(install, arch.scripts[spec.step], [*args, *extra], settings)
         except (SetupError, TypeError) as exc:

@@ -8,7 +8,6 @@ ones, minus ``reserved_gpus``. Imports only the standard library.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -51,10 +50,13 @@ _lock = threading.Lock()
 def list_gpus(*, refresh: bool = False, environ: Optional[dict[str, str]] = None,
               clock: Callable[[], float] = time.monotonic) -> list[Gpu]:
     """The NVIDIA GPUs nvidia-smi reports (cached a minute), [] when there is none or no nvidia-smi."""
+    from .torch_index import _nvidia_smi_paths  # where the installer finds it too (PATH, then Windows' places)
+
     env = dict(os.environ if environ is None else environ)
-    program = shutil.which("nvidia-smi", path=env.get("PATH", os.defpath))
-    if program is None:
+    found = _nvidia_smi_paths(env)
+    if not found:
         return []
+    program = found[0]
     with _lock:
         cached = _cache.get(program)
         if cached is not None and not refresh and clock() - cached[0] < CACHE_SECONDS:

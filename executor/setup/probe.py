@@ -2,7 +2,7 @@
 
 Runs the venv's Python once with a small stdlib script (the same environment a
 training gets), caches the answer, and renders it for people
-(``python -m executor check``). Imports only the standard library and siblings.
+(``python -m executor check``). Imports only the standard library, its room and ``process.command``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional
 from ..process.command import child_environment, is_secret_name
 from .settings import IS_WINDOWS, Settings, load_settings, user_config_path
 from .discovery import MusubiInstall, resolve_install
-from ..errors import SetupError, describe_exit_code
+from ..errors import SetupError, TrainerNotFound, describe_exit_code
 
 __all__ = ["ProbeReport", "probe", "format_report", "attention_available", "cli_check",
            "REQUIRED_MODULES", "OPTIONAL_MODULES", "ATTENTION_BACKENDS"]
@@ -421,6 +421,9 @@ def cli_check(args: Any) -> int:
     except SetupError as exc:
         out["error"] = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
         text += ["", f"{type(exc).__name__}: {exc}"]
+        if isinstance(exc, TrainerNotFound):
+            text += ["", "To install musubi-tuner into its own venv and point the pack at it, run from the "
+                         "pack folder: python -m executor install   (docs/install-command.md)"]
     if as_json:
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:

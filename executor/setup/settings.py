@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..process.command import MIXED_PRECISIONS
 
 __all__ = [
-    "Settings", "load_settings", "user_config_path", "home_dir", "SUPPORTED_PYTHON", "MIXED_PRECISIONS",
+    "Settings", "load_settings", "user_config_path", "user_data_dir", "home_dir", "SUPPORTED_PYTHON", "MIXED_PRECISIONS",
     "ENV_VENV", "ENV_ROOT", "ENV_USER_CONFIG", "IS_WINDOWS", "PACK_DIR",
 ]
 
@@ -117,6 +117,18 @@ def user_config_path(environ: Optional[Mapping[str, str]] = None) -> Path:
     # The XDG spec says relative values are invalid and must be ignored.
     base = Path(xdg) if xdg and os.path.isabs(xdg) else home_dir(env) / ".config"
     return base / APP_DIR / "config.json"
+
+
+def user_data_dir(environ: Optional[Mapping[str, str]] = None) -> Path:
+    """The per-user data folder: ``%LOCALAPPDATA%\\musubi-tuner-nodes`` on Windows (local, not
+    roaming: a venv is gigabytes), else ``$XDG_DATA_HOME`` (or ``~/.local/share``)``/musubi-tuner-nodes``."""
+    env = os.environ if environ is None else environ
+    if IS_WINDOWS:
+        local = env.get("LOCALAPPDATA", "").strip()
+        return (Path(local) if local else home_dir(env) / "AppData" / "Local") / APP_DIR
+    xdg = env.get("XDG_DATA_HOME", "").strip()
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else home_dir(env) / ".local" / "share"
+    return base / APP_DIR
 
 
 def home_dir(env: Mapping[str, str]) -> Path:
