@@ -2,6 +2,7 @@
 
     GET  /musubi-tuner/jobs               {"jobs": [job, ...]}, newest first
     GET  /musubi-tuner/jobs/{id}          job + "loss_history": [{"step", "loss", "epoch"}]
+                                          (+ "resume_points": [step] for a continued run)
     POST /musubi-tuner/jobs/{id}/stop     {"job": job}        (a running job: its whole tree)
     POST /musubi-tuner/jobs/{id}/remove   {"ok": true}        (a queued job only; else 409)
     POST /musubi-tuner/jobs/{id}/continue {"job": new job}    (a stopped train job with a saved state;
@@ -90,6 +91,11 @@ def one(job_id: str) -> tuple[int, dict[str, Any]]:
         return error
     body = jobs.job_json(job, manager)
     body["loss_history"] = jobs.loss_history(job)
+    from .resume import resume_points
+
+    marks = resume_points(job.run_dir)
+    if marks:  # a continued run: its history starts with the run it continues
+        body["resume_points"] = marks
     return 200, body
 
 

@@ -1,5 +1,6 @@
 // Musubi Tuner Jobs panel: the small loss curve (SVG, scaled to the panel's width). x = step,
-// y = musubi's avr_loss; the lowest and highest loss label the axis, epochs are faint lines.
+// y = musubi's avr_loss; the lowest and highest loss label the axis, epochs are faint lines, the
+// steps where a stopped run was continued are marked.
 
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 300;
@@ -24,7 +25,7 @@ function thinned(points) {
 }
 
 /** An <svg> of `points` ({step, loss, epoch}); null when there are fewer than two. */
-export function lossCurve(points, { label = "loss", format = (v) => String(v) } = {}) {
+export function lossCurve(points, { label = "loss", format = (v) => String(v), marks = [], markLabel = "" } = {}) {
   if (!points || points.length < 2) return null;
   const shown = thinned(points);
   const steps = shown.map((p) => p.step);
@@ -46,6 +47,13 @@ export function lossCurve(points, { label = "loss", format = (v) => String(v) } 
       const at = x(shown[i].step).toFixed(1);
       svg.append(element("line", { x1: at, x2: at, y1: PAD.top, y2: HEIGHT - PAD.bottom, class: "musubi-jobs-curve-epoch" }));
     }
+  }
+  for (const step of marks) {
+    if (step < x0 || step > x1) continue;
+    const at = x(step + 0.5).toFixed(1);
+    const line = element("line", { x1: at, x2: at, y1: PAD.top, y2: HEIGHT - PAD.bottom, class: "musubi-jobs-curve-resume" });
+    if (markLabel) line.append(element("title", {}, markLabel.replace("{step}", String(step))));
+    svg.append(line);
   }
   const path = shown.map((p, i) => `${i ? "L" : "M"}${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join("");
   svg.append(element("path", { d: path, class: "musubi-jobs-curve-line" }));

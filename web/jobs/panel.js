@@ -127,7 +127,11 @@ class JobCard {
     this.stop.addEventListener("click", () => this.onStop());
     this.remove = el("button", "musubi-jobs-button musubi-job-remove", t("remove"));
     this.remove.addEventListener("click", () => this.onRemove());
-    this.actions.append(this.stop, this.remove);
+    // a stopped training with a saved state: the rest of its plan as a new job (docs/resume.md)
+    this.resume = el("button", "musubi-jobs-button musubi-job-continue", t("continue"));
+    this.resume.title = t("continueTooltip");
+    this.resume.addEventListener("click", () => this.onContinue());
+    this.actions.append(this.stop, this.remove, this.resume);
     this.root.append(head, this.sub, this.bar, this.line, this.problem, this.hint, this.lora, this.body, this.actions);
     this.confirming = null;
     this.busy = false;
@@ -205,15 +209,19 @@ class JobCard {
     if (!this.confirming) this.stop.textContent = job.state === "stopping" ? t("stopping") : t("stop");
     this.stop.disabled = this.busy || job.state === "stopping";
     this.remove.disabled = this.busy;
-    this.actions.hidden = this.stop.hidden && this.remove.hidden;
+    this.resume.hidden = !job.can_continue;
+    this.resume.disabled = this.busy;
+    this.actions.hidden = this.stop.hidden && this.remove.hidden && this.resume.hidden;
   }
 
   updateBody(job, points) {
-    const { t, api } = this.panel.ui;
-    const curveKey = `${points.length}:${points[points.length - 1]?.step}`;
+    const { t, api, store } = this.panel.ui;
+    const marks = store.marks(job.id);
+    const curveKey = `${points.length}:${points[points.length - 1]?.step}:${marks.join(",")}`;
     if (this.curve.dataset.key !== curveKey) {
       this.curve.dataset.key = curveKey;
-      const svg = lossCurve(points, { label: t("lossLabel"), format: (v) => loss(v) ?? String(v) });
+      const svg = lossCurve(points, { label: t("lossLabel"), format: (v) => loss(v) ?? String(v), marks,
+        markLabel: t("resumedAt") });
       this.curve.replaceChildren(...(svg ? [svg] : []));
     }
     this.curve.hidden = !this.curve.firstChild;
@@ -280,6 +288,17 @@ class JobCard {
     await this.act(() => this.panel.ui.store.remove(this.id), "removeFailed");
   }
 
+  async onContinue() {
+    const { t, store, notify, expanded } = this.panel.ui;
+    await this.act(async () => {
+      const job = await store.continue(this.id);
+      if (job) {
+        expanded.set(job.id, true);
+        notify("info", t("continued", { name: this.job?.name || this.id }), t("continuedDetail", { id: job.id }));
+      }
+    }, "continueFailed");
+  }
+
   async act(call, failure) {
     const { t, notify } = this.panel.ui;
     this.busy = true;
@@ -287,7 +306,8 @@ class JobCard {
     try {
       await call();
     } catch (error) {
-      notify("error", t(failure, { name: this.job?.name || this.id }), String(error?.message ?? error));
+      const detail = String(error?.message ?? error) + (error?.hint ? `\n${t("hint", { hint: error.hint })}` : "");
+      notify("error", t(failure, { name: this.job?.name || this.id }), detail);
     } finally {
       this.busy = false;
       if (this.job) this.update(this.job);

@@ -1,7 +1,7 @@
 // Musubi Tuner Jobs panel: what the browser knows about the pack's background jobs. One store
 // per page, made in the extension's setup(): it holds the job JSON the server sends (GET
 // /musubi-tuner/jobs, the "musubi_tuner.job" websocket event), the loss history of the jobs the
-// panel has shown (GET /musubi-tuner/jobs/{id}), and calls Stop and Remove. It draws nothing;
+// panel has shown (GET /musubi-tuner/jobs/{id}), and calls Stop, Remove and Continue. It draws nothing;
 // the panel and the badge subscribe to it. Shapes: notes in docs/background-training.md.
 
 export const ACTIVE = new Set(["queued", "starting", "running", "stopping"]);
@@ -124,13 +124,14 @@ export class JobStore {
   history(id) {
     let history = this.histories.get(id);
     if (!history) {
-      history = { points: [], fetched: false, final: false, loading: null };
+      history = { points: [], marks: [], fetched: false, final: false, loading: null };
       this.histories.set(id, history);
     }
     const ended = FINAL.has(this.jobs.get(id)?.state);
     if (!history.loading && (!history.fetched || (ended && !history.final))) {
       history.loading = this._call(`${ROUTE}/${encodeURIComponent(id)}`)
-        .then(({ loss_history: points, resume_points: _, ...job } = {}) => {
+        .then(({ loss_history: points, resume_points: marks, ...job } = {}) => {
+          history.marks = (marks ?? []).filter(Number.isFinite); // where a continued run resumed
           history.points = (points ?? [])
             .map((p) => ({ step: p.step, loss: p.loss, epoch: p.epoch ?? null }))
             .filter((p) => Number.isFinite(p.step) && Number.isFinite(p.loss));
@@ -158,6 +159,32 @@ export class JobStore {
   async stop(id) {
     const body = await this._call(`${ROUTE}/${encodeURIComponent(id)}/stop`, { method: "POST" });
     if (body?.job) this.receive(body.job);
+  }
+
+  /** The steps where the job's run was continued from an earlier one (its curve starts with it). */
+  marks(id) {
+    return this.histories.get(id)?.marks ?? [];
+  }
+
+  /** POST .../continue: the rest of a stopped training's plan as a new job, which is returned
+   * (and shown). Throws the server's reason with its hint. */
+  async continue(id) {
+    const response = await this.api.fetchApi(`${ROUTE}/${encodeURIComponent(id)}/continue`, { method: "POST" });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (!response.ok) {
+      const error = new Error(body?.error || `HTTP ${response.status} ${response.statusText}`);
+      error.hint = body?.hint || "";
+      throw error;
+    }
+    const before = this.jobs.get(id);
+    if (before) this.jobs.set(id, { ...before, can_continue: false }); // until its next event says so
+    if (body?.job) this.receive(body.job);
+    return body?.job ?? null;
   }
 
   /** POST .../remove (queued jobs only). */

@@ -40,6 +40,7 @@ const CSS = `
 .musubi-jobs-curve-bg { fill: var(--comfy-input-bg, #222); }
 .musubi-jobs-curve-line { fill: none; stroke: #f59e0b; stroke-width: 1.5; vector-effect: non-scaling-stroke; }
 .musubi-jobs-curve-epoch { stroke: var(--border-color, #4e4e4e); stroke-dasharray: 2 3; }
+.musubi-jobs-curve-resume { stroke: #e65ac8; stroke-width: 1.5; vector-effect: non-scaling-stroke; }
 .musubi-jobs-curve-text { fill: var(--descrip-text, #999); font-size: 9px; }
 .musubi-job-sample { margin-top: 6px; }
 .musubi-job-sample img, .musubi-job-sample video { display: block; max-width: 100%; max-height: 240px; border-radius: 4px; }
@@ -55,6 +56,7 @@ const CSS = `
 .musubi-job-actions { display: flex; gap: 8px; margin-top: 8px; }
 .musubi-job-stop { border-color: #dc2626; }
 .musubi-job-confirm { background: #dc2626; color: #fff; }
+.musubi-job-continue { border-color: #16a34a; }
 `;
 
 export function addStyle(id = "musubi-jobs-style") {
