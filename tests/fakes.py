@@ -3,8 +3,9 @@
 ``build_fake_musubi(base)`` makes ``base/venv`` (``python -m venv --without-pip``)
 and a fake checkout ``base/musubi-tuner/src/musubi_tuner/<script>.py`` for every
 script name, each a wrapper around ``_fake.py`` (tests/fixtures/fake_musubi),
-which prints what the real v0.3.4 prints and writes real cache / LoRA files (training
-state, resume and learning-rate schedules: ``_fake_state.py``). The
+which prints what the real v0.3.4 prints and writes real cache / LoRA files (its
+modules by subject, copied beside it: ``_fake_io``, ``_fake_data``, ``_fake_train``,
+``_fake_state``). The
 venv also gets a fake ``accelerate`` (``python -m accelerate.commands.launch``)
 and a tiny ``torch`` stub. Misbehaviour is chosen per run with FAKE_MUSUBI_SCENARIO
 (names in ``SCENARIOS``). Use the session fixture ``fake_musubi`` (tests get it
@@ -165,8 +166,8 @@ def build_fake_musubi(base: Path, python: str = sys.executable) -> FakeMusubi:
     package = root / "src" / "musubi_tuner"
     package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").write_text("", encoding="utf-8")
-    shutil.copyfile(FIXTURES / "_fake.py", package / "_fake.py")
-    shutil.copyfile(FIXTURES / "_fake_state.py", package / "_fake_state.py")
+    for part in sorted(FIXTURES.glob("_fake*.py")):  # _fake.py and its modules by subject
+        shutil.copyfile(part, package / part.name)
     for script in SCRIPTS:
         (package / f"{script}.py").write_text(WRAPPER.format(script=script), encoding="utf-8")
         (root / f"{script}.py").write_text(WRAPPER.format(script=script), encoding="utf-8")
