@@ -9,7 +9,7 @@ Fixtures:
 - ``comfy_servers`` (session): a factory, ``comfy_servers.start(name, **ComfyServer kwargs)``,
   for tests that need their own server (a clone instead of the symlink, a fake musubi venv in
   ``env``); every server it started is stopped at the end of the session.
-- ``comfy_server`` (session): the shared server, this checkout symlinked as
+- ``comfy_server`` (session): the common server, this checkout symlinked as
   ``custom_nodes/musubi-tuner-nodes``, plus the test-only ``HarnessProbe`` node
   (tests/fixtures/comfy_probe/harness_probe.py).
 - ``comfy_client`` (function): a ComfyClient for ``comfy_server`` with a fresh client id.
@@ -161,7 +161,7 @@ def comfy_servers(comfy_install: ComfyInstall, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture(scope="session")
 def comfy_server(comfy_servers: ServerFactory) -> ComfyServer:
-    return comfy_servers.start("shared", pack_dir=PROJECT_ROOT, folder_name=PACK_FOLDER_NAME,
+    return comfy_servers.start("common", pack_dir=PROJECT_ROOT, folder_name=PACK_FOLDER_NAME,
                                extra_custom_nodes={PROBE_NODE.name: PROBE_NODE})
 
 

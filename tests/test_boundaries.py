@@ -167,7 +167,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def test_every_executor_module_lives_in_a_room_or_is_shared() -> None:
+def test_every_executor_module_lives_in_a_room_or_at_the_top() -> None:
     top = {p.name for p in (ROOT / "executor").glob("*.py")}
     assert top == {"__init__.py", "__main__.py", "errors.py", "problems.py"}, \
         f"new modules go into a room ({', '.join(ROOMS)}), not the top: {sorted(top)}"

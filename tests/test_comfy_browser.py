@@ -135,7 +135,7 @@ def test_an_example_workflow_opens_from_the_template_browser(comfy_page: CdpPage
 
 
 def test_an_empty_model_folder_shows_its_placeholder_not_undefined(comfy_page: CdpPage, artifacts_dir: Path) -> None:
-    # the shared test server's model folders are empty
+    # the common test server's model folders are empty
     values = comfy_page.evaluate(
         "(() => { app.graph.clear(); const node = LiteGraph.createNode('MusubiModelsWan'); node.pos = [80, 120];"
         " app.graph.add(node); return Object.fromEntries(node.widgets.map(w => [w.name, String(w.value)])); })()")
