@@ -19,6 +19,9 @@ FAULTS: dict[str, tuple[str, str]] = {
                 "execution_error: 'Training failed ...: killed by SIGSEGV', the log's path; no LoRA delivered"),
     "sigkill": ("the trainer is killed by SIGKILL (the OOM killer)",
                 "execution_error naming SIGKILL with the 'ran out of system RAM' hint"),
+    "dtype_clash": ("the forward pass fails on a dtype clash (mat1/mat2 dtypes, fp8 weights the GPU cannot compute)",
+                    "execution_error with the trainer's line and a hint naming fp8, mixed_precision and the DiT "
+                    "file's dtype; no LoRA delivered"),
     "exit0_no_lora": ("training exits 0 without writing the LoRA",
                       "execution_error 'train exited 0 but produced no output'; result.json status no_output"),
     "exit0_no_cache": ("latent caching exits 0 without writing cache files",
