@@ -162,7 +162,8 @@ class MusubiDatasetConfig:
 
     @classmethod
     def VALIDATE_INPUTS(cls, directory: Optional[str] = None, control_directory: Optional[str] = None,
-                        cache_directory: Optional[str] = None, caption_extension: Optional[str] = None) -> Any:
+                        cache_directory: Optional[str] = None, caption_extension: Optional[str] = None,
+                        source_fps: Optional[float] = None) -> Any:
         # Only these text inputs are named, so ComfyUI still checks every other widget itself.
         from . import guards
 
@@ -177,6 +178,7 @@ class MusubiDatasetConfig:
             problems.append(guards.writable_folder_problem(cache_directory, "cache_directory", _output_roots()))
         if caption_extension is not None:
             problems.append(guards.caption_extension_problem(caption_extension))
+        problems += guards.number_problems(cls, {"source_fps": source_fps})
         found = [p for p in problems if p]
         return True if not found else "; ".join(found)
 
@@ -194,6 +196,11 @@ class MusubiDatasetConfig:
               previous: Optional[MusubiDataset] = None) -> tuple[MusubiDataset]:
         from ..executor.musubi.dataset import DatasetSpec, GeneralSpec, build_dataset_config, render_toml, write_atomic
 
+        from . import guards
+
+        bad_fps = guards.finite_problem("source_fps", source_fps)
+        if bad_fps:  # a wired value skipped VALIDATE_INPUTS
+            raise user_error(bad_fps, "change the input named above; nothing was run")
         source = host.resolve_user_path(directory)
         spec: dict[str, Any] = {
             "cache_directory": (host.resolve_user_path(cache_directory) if cache_directory.strip()

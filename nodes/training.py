@@ -31,6 +31,7 @@ ATTENTION = [RECOMMENDED, "sdpa", "flash_attn", "xformers", "flash3"]
 MIXED_PRECISION = [RECOMMENDED, "bf16", "fp16", "no"]
 FP8 = [RECOMMENDED, "off", "fp8_base", "fp8_base + fp8_scaled"]
 LAUNCHERS = ["accelerate", "python"]
+FLOATS = ("network_alpha", "learning_rate", "discrete_flow_shift")
 
 
 class LoraNameType(str):
@@ -254,16 +255,21 @@ class MusubiTrainLoRA:
         return train_inputs()
 
     @classmethod
-    def VALIDATE_INPUTS(cls, output_name: Optional[str] = None, optimizer_custom: Optional[str] = None) -> Any:
+    def VALIDATE_INPUTS(cls, output_name: Optional[str] = None, optimizer_custom: Optional[str] = None,
+                        gpu_ids: Optional[str] = None, network_alpha: Optional[float] = None,
+                        learning_rate: Optional[float] = None, discrete_flow_shift: Optional[float] = None) -> Any:
         # Refused when queued (HTTP 400): a name that is no file name on every OS, or that would
-        # leave the run folder; an optimizer that is no class. Wired values arrive as None here
-        # and are checked when the node runs.
+        # leave the run folder; an optimizer that is no class; gpu_ids that are no GPU numbers;
+        # NaN or infinite numbers. Wired values arrive as None here and are checked when the node runs.
         from . import guards
 
         found = [p for p in (guards.labelled("output_name", guards.output_name_problem(output_name))
                              if output_name is not None else None,
-                             guards.optimizer_problem(optimizer_custom) if optimizer_custom is not None else None)
+                             guards.optimizer_problem(optimizer_custom) if optimizer_custom is not None else None,
+                             guards.gpu_ids_problem(gpu_ids))
                  if p]
+        found += guards.number_problems(cls, {"network_alpha": network_alpha, "learning_rate": learning_rate,
+                                              "discrete_flow_shift": discrete_flow_shift})
         return True if not found else "; ".join(found)
 
     @classmethod
@@ -280,7 +286,9 @@ class MusubiTrainLoRA:
         # A wired name or optimizer skipped VALIDATE_INPUTS; never let safe_name quietly turn
         # "../../x" into "x".
         problem = (guards.output_name_problem(output_name)
-                   or guards.optimizer_problem(inputs.get("optimizer_custom") or ""))
+                   or guards.optimizer_problem(inputs.get("optimizer_custom") or "")
+                   or guards.gpu_ids_problem(inputs.get("gpu_ids"))
+                   or next(iter(guards.number_problems(type(self), {k: inputs.get(k) for k in FLOATS})), None))
         if problem:
             raise user_error(problem, "change the input named above; nothing was run")
         check_wires(dataset, models)

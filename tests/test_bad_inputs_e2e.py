@@ -94,6 +94,11 @@ class Ctx:
     def train(self, **changes: Any) -> dict[str, Any]:
         return self.wf(**changes)
 
+    def with_gpus(self, count: int, prompt: dict[str, Any]) -> dict[str, Any]:
+        """The fake torch reports ``count`` CUDA devices to the pack's venv probe."""
+        self.hard.configure(env={"FAKE_TORCH_CUDA_DEVICES": str(count)})
+        return prompt
+
 
 Case = tuple[Callable[[Ctx], dict[str, Any]], str]  # (prompt builder, what the message must say)
 
@@ -173,7 +178,16 @@ CASES: dict[str, Case] = {
     "optimizer_custom_stdlib": (lambda c: c.train(optimizer_custom="os.system"), r"standard library"),
     "optimizer_custom_garbage": (lambda c: c.train(optimizer_custom="x; rm -rf /"), r"optimizer_custom"),
     "optimizer_args_unclosed": (lambda c: c.train(optimizer_args='betas="(0.9'), r"optimizer_args"),
-    "gpu_ids_injection": (lambda c: c.train(gpu_ids="0; rm -rf /"), r"gpu_ids"),
+    "gpu_ids_injection": (lambda c: c.train(gpu_ids="0; rm -rf /"), r"gpu_ids .* is not a list of GPU numbers"),
+    "gpu_ids_not_numbers": (lambda c: c.train(gpu_ids="cuda:0"), r"gpu_ids .* is not a list of GPU numbers"),
+    "gpu_ids_beyond_gpu_count": (lambda c: c.with_gpus(2, c.train(gpu_ids="0,3")),
+                                 r"names GPU 3, but the musubi venv sees 2 GPU"),
+    "learning_rate_nan": (lambda c: c.train(learning_rate=float("nan")), r"learning_rate: nan is not a usable number"),
+    "network_alpha_infinite": (lambda c: c.train(network_alpha=float("inf")),
+                               r"network_alpha: inf is not a usable number"),
+    "discrete_flow_shift_minus_infinity": (lambda c: c.train(discrete_flow_shift=float("-inf")),
+                                           r"discrete_flow_shift: -inf is not a usable number"),
+    "source_fps_nan": (lambda c: c.chain(source_fps=float("nan")), r"source_fps: nan is not a usable number"),
     "network_dim_negative": (lambda c: c.train(network_dim=-1), r"smaller than min"),
     "learning_rate_too_big": (lambda c: c.train(learning_rate=5.0), r"bigger than max"),
     "seed_negative": (lambda c: c.train(seed=-1), r"smaller than min"),
@@ -269,6 +283,43 @@ def test_a_bad_input_is_refused_clearly_before_anything_runs(case: str, ctx: Ctx
     assert new == [], f"files were created: {new}"
     assert hard.pids() == [], "a musubi process was started"
     assert hard.run_folders() == runs_before, "a run folder was made"
+
+
+# A prompt that puts a value into any input of the node (the train node, or the dataset node of a chain).
+ANY_INPUT: dict[str, Callable[[Ctx, str, Any], dict[str, Any]]] = {
+    "MusubiTrainLoRA": lambda c, name, value: c.train(**{name: value}),
+    "MusubiDatasetConfig": lambda c, name, value: c.chain(**{name: value}),
+}
+
+
+@pytest.mark.timeout(180)
+def test_every_float_input_of_every_node_refuses_nan_and_infinity_when_queued(ctx: Ctx, hard: Hard) -> None:
+    info = hard.client.object_info()
+    floats = sorted((node_id, name) for node_id, node in info.items() if node_id.startswith("Musubi")
+                    for group in ("required", "optional") for name, spec in node["input"].get(group, {}).items()
+                    if spec[0] == "FLOAT")
+    assert floats and {node for node, _ in floats} <= set(ANY_INPUT), f"no prompt builder for {floats}"
+    runs_before = hard.run_folders()
+    for node_id, name in floats:
+        for value in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(ComfyHTTPError) as refused:
+                hard.client.queue_prompt(ANY_INPUT[node_id](ctx, name, value))
+            assert refused.value.status == 400, (node_id, name, value)
+            assert f"{name}: {value} is not a usable number" in refusal_details(refused.value), (node_id, name)
+    assert hard.pids() == [] and hard.run_folders() == runs_before
+
+
+@pytest.mark.timeout(180)
+def test_a_nan_wired_from_another_node_is_refused_before_anything_runs(ctx: Ctx, hard: Hard) -> None:
+    """A wired value skips VALIDATE_INPUTS; the node checks it when it runs, before any launch."""
+    prompt = ctx.train()
+    prompt["9"] = {"class_type": "PrimitiveFloat", "inputs": {"value": float("nan")}}
+    prompt["5"]["inputs"]["learning_rate"] = ["9", 0]
+    runs_before = hard.run_folders()
+    run = hard.run(prompt)
+    assert run.outcome == "error", run.types[-20:]
+    assert "learning_rate: nan is not a usable number" in error_text(run)
+    assert hard.pids() == [] and hard.run_folders() == runs_before
 
 
 # ---------------------------------------------------------------------------------------- must work

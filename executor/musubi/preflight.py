@@ -21,7 +21,7 @@ from .files import MODEL_EXTENSIONS, check_output_name, existing_outputs, free_n
 from .preflight_dataset import check_datasets
 from ..problems import ERROR, WARNING, Problem
 
-__all__ = ["preflight", "effective_options"]
+__all__ = ["preflight", "effective_options", "check_gpu_ids"]
 
 # Pack-level options: consumed by plans, never passed to musubi.
 PACK_OPTIONS = ("overwrite",)
@@ -420,6 +420,24 @@ def _check_train_options(ctx: _Context, opts: Mapping[str, Any], suffix: Optiona
                 if config.value(i, "batch_size", 1) != 1:
                     ctx.error(f"datasets[{i}].batch_size", "HiDream-O1 i2i (and flash attention with block "
                               "swap) trains with batch size 1 only", "set batch_size = 1")
+
+
+def check_gpu_ids(gpu_ids: Any, report: Any) -> list[Problem]:
+    """accelerate's ``--gpu_ids`` against the GPUs the venv probe saw: each index must be below
+    their count. Unknown (no probe, no CUDA in the probe) means nothing to check."""
+    if not isinstance(gpu_ids, str) or gpu_ids.replace(" ", "") in ("", "all") or report is None:
+        return []
+    devices = tuple(getattr(report, "devices", ()) or ())
+    if not getattr(report, "cuda_available", False) or not devices:
+        return []
+    ids = [int(i) for i in gpu_ids.replace(" ", "").split(",") if i.isdigit()]
+    missing = [i for i in ids if i >= len(devices)]
+    if not missing:
+        return []
+    seen = ", ".join(f"{n}: {name}" for n, name in enumerate(devices))
+    return [Problem("accelerate.gpu_ids", f"gpu_ids {gpu_ids!r} names GPU {', '.join(map(str, missing))}, but the "
+                    f"musubi venv sees {len(devices)} GPU(s) ({seen})",
+                    f"use GPU numbers from 0 to {len(devices) - 1}, or all")]
 
 
 def _check_probe(ctx: _Context, report: Any, opts: Mapping[str, Any]) -> None:
