@@ -44,9 +44,10 @@ def _text_problem(value: str, what: str) -> Optional[str]:
     return None
 
 
-def folder_problem(value: str, what: str = "folder") -> Optional[str]:
-    """A folder that must exist (dataset, control images)."""
-    problem = _text_problem(value, what)
+def folder_problem(value: str, what: str = "folder", *, readable: bool = False) -> Optional[str]:
+    """A folder that must exist (dataset, control images); ``readable``: and lie inside the read
+    roots (checked before existence, so a refused path does not tell whether it exists)."""
+    problem = _text_problem(value, what) or (readable_problem(value, what) if readable else None)
     if problem:
         return problem
     path = host.resolve_user_path(value)
@@ -57,9 +58,9 @@ def folder_problem(value: str, what: str = "folder") -> Optional[str]:
     return None
 
 
-def file_problem(value: str, what: str = "file") -> Optional[str]:
-    """A file that must exist (a dataset config)."""
-    problem = _text_problem(value, what)
+def file_problem(value: str, what: str = "file", *, readable: bool = False) -> Optional[str]:
+    """A file that must exist (a dataset config, a prompt file); ``readable``: as folder_problem."""
+    problem = _text_problem(value, what) or (readable_problem(value, what) if readable else None)
     if problem:
         return problem
     path = host.resolve_user_path(value)
@@ -92,6 +93,41 @@ def writable_folder_problem(value: str, what: str, configured: Iterable[str]) ->
                 "choose a folder inside one of them, or add the folder to output_roots in the pack's "
                 "settings file on the server")
     return None
+
+
+def read_roots(configured_writes: Iterable[str] = (), configured_reads: Iterable[str] = ()) -> list[str]:
+    """Folders whose files a workflow may have musubi read: ComfyUI's input, output and models
+    folders, the folders the pack may write to (``output_roots``) and every folder named in
+    ``read_roots`` in the settings (server-side files only, never a workflow)."""
+    return list(dict.fromkeys([*write_roots(configured_writes), *host.model_directories(), *configured_reads]))
+
+
+def readable_problem(value: str, what: str) -> Optional[str]:
+    """A path musubi will read (and may echo into the log every client sees) must lie inside
+    the read roots; the message says which line to add to which settings file."""
+    return read_roots_problem([(what, host.resolve_user_path(value))])
+
+
+def read_roots_problem(items: Iterable[tuple[str, str]]) -> Optional[str]:
+    """``(label, path)`` pairs outside the read roots, as one message, or None."""
+    from ..executor.musubi.reads import read_problems
+
+    found = read_problems(items, server_settings())
+    return "; ".join(f"{p.input} {p.message}; {p.fix}" for p in found) or None
+
+
+def server_settings() -> Any:
+    """The settings as the nodes see them; a broken settings file leaves only ComfyUI's own
+    folders (for reading and writing) rather than none."""
+    from ..executor.errors import TrainerError
+    from ..executor.setup.settings import Settings
+    from .check import settings
+
+    try:
+        return settings()
+    except TrainerError:
+        return Settings(output_roots=tuple(write_roots()), read_roots=tuple(read_roots()),
+                        local_config_file=host.user_config_file() or "")
 
 
 def caption_extension_problem(value: str) -> Optional[str]:

@@ -53,6 +53,18 @@ def input_directory() -> str:
     return folder_paths.get_input_directory()
 
 
+def model_directories() -> list[str]:
+    """Every folder ComfyUI reads models from: ``models/`` and each model type's folders
+    (extra_model_paths.yaml included); not custom_nodes, which ComfyUI lists beside them."""
+    import folder_paths
+
+    found = [folder_paths.models_dir]
+    for name, entry in getattr(folder_paths, "folder_names_and_paths", {}).items():
+        if name != "custom_nodes":
+            found += [folder for folder in entry[0] if isinstance(folder, str)]
+    return list(dict.fromkeys(found))
+
+
 def runs_directory() -> str:
     """``<output>/musubi-tuner/runs``: one folder per launched (or dry-run) step."""
     return os.path.join(output_directory(), PACK_FOLDER, "runs")

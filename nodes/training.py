@@ -125,7 +125,8 @@ def train_inputs() -> dict[str, Any]:
                                     "does without the LoRA)."),
             "sample_prompts_file": _opt("STRING", "", "A prompt file musubi reads (.txt with one prompt per line, "
                                         ".toml or .json) instead of the sample_prompts text; a relative path is "
-                                        "in ComfyUI's input folder."),
+                                        "in ComfyUI's input folder. It must lie in ComfyUI's input, output or "
+                                        "models folders or a read_roots folder of the pack's settings."),
             "initial_weights": _opt(loras, NONE, "Start from an existing LoRA's weights (from models/loras); "
                                     "a fresh optimizer."),
             "resume": _opt("STRING", "", "Resume from a saved training state folder (…-state) of an earlier run: "
@@ -257,16 +258,21 @@ class MusubiTrainLoRA:
     @classmethod
     def VALIDATE_INPUTS(cls, output_name: Optional[str] = None, optimizer_custom: Optional[str] = None,
                         gpu_ids: Optional[str] = None, network_alpha: Optional[float] = None,
-                        learning_rate: Optional[float] = None, discrete_flow_shift: Optional[float] = None) -> Any:
+                        learning_rate: Optional[float] = None, discrete_flow_shift: Optional[float] = None,
+                        sample_prompts_file: Optional[str] = None) -> Any:
         # Refused when queued (HTTP 400): a name that is no file name on every OS, or that would
         # leave the run folder; an optimizer that is no class; gpu_ids that are no GPU numbers;
-        # NaN or infinite numbers. Wired values arrive as None here and are checked when the node runs.
+        # NaN or infinite numbers; a prompt file that is missing or outside the read roots. Wired
+        # values arrive as None here and are checked when the node runs (pre-flight: the file).
         from . import guards
 
         found = [p for p in (guards.labelled("output_name", guards.output_name_problem(output_name))
                              if output_name is not None else None,
                              guards.optimizer_problem(optimizer_custom) if optimizer_custom is not None else None,
-                             guards.gpu_ids_problem(gpu_ids))
+                             guards.gpu_ids_problem(gpu_ids),
+                             guards.labelled("sample_prompts_file", guards.file_problem(
+                                 sample_prompts_file, "sample_prompts_file", readable=True))
+                             if sample_prompts_file and sample_prompts_file.strip() else None)
                  if p]
         found += guards.number_problems(cls, {"network_alpha": network_alpha, "learning_rate": learning_rate,
                                               "discrete_flow_shift": discrete_flow_shift})

@@ -56,6 +56,9 @@ FAULTS: dict[str, tuple[str, str]] = {
 # case -> (node.input = value, channel)
 BAD_INPUTS: dict[str, tuple[str, str]] = {
     "dataset_dir_empty": ("MusubiDatasetConfig.directory = ''", "http_400"),
+    "dataset_dir_outside_read_roots": ("directory = a folder of images outside ComfyUI's folders and read_roots",
+                                       "http_400"),
+    "control_dir_outside_read_roots": ("control_directory = a folder outside the read roots", "http_400"),
     "dataset_dir_dotdot_missing": ("directory = '../../../no/such/folder'", "http_400"),
     "dataset_dir_is_file": ("directory = an image file", "http_400"),
     "dataset_dir_nul": ("directory with a NUL byte", "http_400"),
@@ -76,6 +79,11 @@ BAD_INPUTS: dict[str, tuple[str, str]] = {
     "frame_extraction_injection": ("frame_extraction = 'head; rm -rf /'", "http_400"),
     "toml_not_a_dataset": ("MusubiLoadDatasetConfig.path = a TOML that is no dataset config", "execution_error"),
     "toml_path_is_folder": ("path = a folder", "http_400"),
+    "toml_path_outside_read_roots": ("path = a dataset TOML outside the read roots", "http_400"),
+    "toml_lists_folder_outside_read_roots": ("a dataset TOML in input/ whose image_directory is outside the read roots",
+                                             "execution_error"),
+    "toml_jsonl_lists_files_outside_read_roots": ("a JSONL dataset in input/ that lists images outside the read roots",
+                                                  "execution_error"),
     "toml_path_dash": ("path = '-h'", "http_400"),
     "toml_path_nul": ("path with a NUL byte", "http_400"),
     "toml_syntax_error": ("path = a TOML with a syntax error", "execution_error"),
@@ -109,6 +117,11 @@ BAD_INPUTS: dict[str, tuple[str, str]] = {
     "extra_shell_chain": ("extra_args = '--max_grad_norm 1; touch /tmp/pwned'", "execution_error"),
     "extra_nul": ("extra_args with a NUL byte", "execution_error"),
     "extra_unclosed_quote": ("extra_args = '--metadata_title \"open'", "execution_error"),
+    "prompt_file_outside_read_roots": ("sample_prompts_file = a text file outside the read roots (musubi logs "
+                                       "every prompt)", "http_400"),
+    "prompt_file_dotdot": ("sample_prompts_file = '../../../../../../../../etc/hostname'", "http_400"),
+    "prompt_file_wired_outside": ("sample_prompts_file wired from a PrimitiveString node, outside the read roots",
+                                  "execution_error"),
     "resume_is_file": ("resume = a file, not a state folder", "execution_error"),
     "resume_dash_missing": ("resume = '-x'", "execution_error"),
     "optimizer_custom_stdlib": ("optimizer_custom = 'os.system'", "http_400"),
@@ -151,6 +164,9 @@ SECURITY: dict[str, str] = {
                                        "file",
     "only_catalogue_scripts": "only scripts named by the catalogue, inside <root>/src/musubi_tuner, are run",
     "writes_stay_in_roots": "a full run writes only under ComfyUI's output/input folders and models/loras/musubi-tuner",
+    "reads_stay_in_roots": "no workflow makes musubi read (and echo) a file outside ComfyUI's input/output/models "
+                           "folders or the read_roots of the server's settings; the refusal names the line that "
+                           "allows a folder, and that line works",
     "no_eval_exec": "no eval/exec/compile in the pack (AST) and ruff S102,S307,E702 is clean",
     "no_runtime_install": "no subprocess call installs anything (no pip/ensurepip/uv); no shell; argv lists only",
     "secrets_never_shown": "HF_TOKEN / WANDB_API_KEY / *SECRET* values never appear in command.txt, plan.json, "

@@ -90,7 +90,8 @@ def test_a_trainer_killed_by_the_oom_killer_gets_the_ram_hint(hard: Hard) -> Non
 
 @pytest.mark.hardening("fault", "dtype_clash")
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("scenario, kind", [("dtype_mismatch", "dtype_mismatch"), ("fp8_unsupported", "fp8_unsupported")])
+@pytest.mark.parametrize("scenario, kind", [("dtype_mismatch", "dtype_mismatch"),
+                                            ("fp8_unsupported", "fp8_unsupported")])
 def test_a_dtype_clash_in_the_forward_pass_names_the_precision_settings(hard: Hard, scenario: str, kind: str) -> None:
     prompt = cached(hard, f"f_{scenario}", fp8="fp8_base", mixed_precision="bf16")
     hard.configure(env={"FAKE_MUSUBI_SCENARIO": scenario})

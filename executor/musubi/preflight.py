@@ -19,6 +19,7 @@ from ..errors import SetupError
 from .extra_args import check_extra_args
 from .files import MODEL_EXTENSIONS, check_output_name, existing_outputs, free_name, resolve, sniff_model_file
 from .preflight_dataset import check_datasets
+from .reads import dataset_reads, model_reads, option_reads, read_problems
 from ..problems import ERROR, WARNING, Problem
 
 __all__ = ["preflight", "effective_options", "check_gpu_ids"]
@@ -155,6 +156,12 @@ def preflight(arch: Any, step: str, *, settings: Any = None, install: Any = None
     if extra_args:
         _, extra_problems = check_extra_args(extra_args, script, command_flags=command_flags, facts=flag_facts)
         problems.extend(extra_problems)
+    if getattr(settings, "read_roots", ()):
+        # What musubi will read (and may echo into the log every client sees) stays inside read_roots.
+        reads = model_reads(models, ctx.cwd) + option_reads(opts, ctx.cwd)
+        if config is not None:
+            reads += dataset_reads(config, ctx.cwd)
+        problems.extend(read_problems(reads, settings))
     return _dedupe(problems)
 
 
