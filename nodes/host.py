@@ -123,6 +123,17 @@ def progress_bar(total: int, node_id: Optional[str]) -> Any:
     return comfy.utils.ProgressBar(total, node_id=node_id)
 
 
+def bar_throttle() -> tuple[float, float]:
+    """(seconds, percent): the smallest gap and move between two ProgressBar updates that
+    ComfyUI passes on; newer versions drop the others (comfy/utils.py); 0.3.75 has no limits."""
+    try:
+        import comfy.utils
+    except ImportError:
+        return 0.0, 0.0
+    return (float(getattr(comfy.utils, "PROGRESS_THROTTLE_MIN_INTERVAL", 0.0) or 0.0),
+            float(getattr(comfy.utils, "PROGRESS_THROTTLE_MIN_PERCENT", 0.0) or 0.0))
+
+
 def send_text(text: str, node_id: Optional[str]) -> None:
     """Show ``text`` on the node (the frontend's progress-text preview; replaces the last)."""
     if node_id is None:

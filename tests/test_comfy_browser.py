@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -224,6 +225,33 @@ def train_state(page: CdpPage) -> dict[str, Any]:
     return page.evaluate(TRAIN_STATE)
 
 
+# Every 50 ms while the run goes: the bar's fill and the step the text names, as a user sees them.
+WATCH_BAR_AND_TEXT = (f"(() => {{ window.__musubiSeen = []; window.__musubiWatch = setInterval(() => {{"
+                      f" const s = {TRAIN_STATE}; const m = /step (\\d+)\\/(\\d+)/.exec(s.text || '');"
+                      " if (s.progress !== null && m) window.__musubiSeen.push("
+                      "[performance.now(), s.progress, Number(m[1]), Number(m[2]), s.text]); }, 50); })()")
+
+
+def bar_and_text_disagreements(page: CdpPage, longer_than: float = 0.25) -> list[list[Any]]:
+    """Stretches of the run in which the bar showed another step than the text, longer than
+    ``longer_than`` seconds. The bar and the text travel as two websocket messages, so a sample
+    may fall between the two; a real disagreement lasts until the next update (a step)."""
+    seen = page.evaluate("(() => { clearInterval(window.__musubiWatch); return window.__musubiSeen; })()")
+    stretches, current = [], []
+    for sample in seen:
+        at, progress, step, total = sample[:4]
+        if round(progress * total) != step:
+            current.append(sample)
+            continue
+        if current and (sample[0] - current[0][0]) / 1000 > longer_than:
+            stretches.append(current)
+        current = []
+    if current and (seen[-1][0] - current[0][0]) / 1000 > longer_than:
+        stretches.append(current)
+    assert len(seen) > 20, f"the watch saw only {len(seen)} samples"
+    return stretches
+
+
 @pytest.mark.timeout(240)
 def test_a_run_queued_with_the_run_button_moves_the_train_nodes_progress(
         run_page: CdpPage, run_server: ComfyServer, artifacts_dir: Path) -> None:
@@ -233,6 +261,7 @@ def test_a_run_queued_with_the_run_button_moves_the_train_nodes_progress(
     page.evaluate(ADAPT_WAN_EXAMPLE)
     page.evaluate(SHOW_STEPS)
     repaint(page)
+    page.evaluate(WATCH_BAR_AND_TEXT)
     page.click(*center(page, "[data-testid=queue-button]"))
 
     # mid-run: the bar is part-way and the text names the phase, the step and the loss
@@ -252,6 +281,7 @@ def test_a_run_queued_with_the_run_button_moves_the_train_nodes_progress(
                          " return s.progress === null && /done/.test(s.text || '') && s; })()", timeout=60, value=True)
     page.screenshot(artifacts_dir / "training-done.png")
     assert "browser_run" in done["text"]
+    assert bar_and_text_disagreements(page) == [], "the bar and the text showed different steps"
     lora = run_server.base_dir / "models" / "loras" / "musubi-tuner" / "browser_run.safetensors"
     deadline = time.monotonic() + 10
     while not lora.is_file() and time.monotonic() < deadline:
