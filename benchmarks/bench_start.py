@@ -1,7 +1,7 @@
 """How long the pack adds to ComfyUI's start, on the first start after an install (no
 ``__pycache__``: Python compiles every module it imports) and on every start after it.
 
-Usage, from the project root: ``python3 benchmarks/bench_start.py [--rounds N] [--folder NAME]``.
+Usage, from the project root: ``python3 benchmarks/bench_start.py [--rounds N] [--commit REV] [--folder NAME]``.
 It clones the committed pack as ComfyUI-Manager does (``git clone`` into ``custom_nodes/NAME``),
 then starts the pinned test ComfyUI (tests/comfy_harness.py; ``MUSUBI_NODES_COMFYUI_DIR`` for
 another) with ``--quick-test-for-ci`` (it loads every node, then exits) ``--rounds`` times cold
@@ -68,8 +68,10 @@ sys.meta_path.insert(0, _Hook())
 '''
 
 
-def clone(destination: Path) -> Path:
+def clone(destination: Path, commit: str) -> Path:
     subprocess.run(["git", "clone", "--quiet", ROOT.as_uri(), str(destination)], check=True,
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    subprocess.run(["git", "-C", str(destination), "checkout", "--quiet", commit], check=True,
                    stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
     return destination
 
@@ -107,11 +109,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--folder", default="ComfyUI-Musubi-Tuner", help="the clone's folder name")
+    parser.add_argument("--commit", default="HEAD", help="the committed state to clone (default HEAD)")
     args = parser.parse_args()
     install = comfy_harness.ensure_comfyui(log=lambda text: print(f"[comfyui] {text}", file=sys.stderr))
     with tempfile.TemporaryDirectory(prefix="bench-start-") as scratch:
         base = Path(scratch) / "base"
-        pack = clone(base / "custom_nodes" / args.folder)
+        pack = clone(base / "custom_nodes" / args.folder, args.commit)
+        label = subprocess.run(["git", "-C", str(pack), "log", "-1", "--format=%h %s"], capture_output=True,
+                               text=True).stdout.strip()[:72]
         hook_dir = Path(scratch) / "hook"
         hook_dir.mkdir()
         (hook_dir / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
@@ -125,7 +130,7 @@ def main() -> int:
             warm.append(seconds)
             printed["warm"].add(re.sub(r"\s+", " ", line.split(":")[0]))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"ComfyUI {install.version}, Python in {install.python}, {args.rounds} rounds, "
+    print(f"Pack at {label}; ComfyUI {install.version}, Python in {install.python}, {args.rounds} rounds, "
           f"load average {load:.2f}, {time.strftime('%Y-%m-%d')}\n")
     print("| Start | median | min | max | ComfyUI printed | within 50 ms |")
     print("|---|---|---|---|---|---|")
