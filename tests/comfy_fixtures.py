@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from comfy_browser import BrowserError, CdpPage, Chromium, find_chromium
+from comfy_browser import FRONTEND_READY, BrowserError, CdpPage, Chromium, find_chromium
 from comfy_harness import (
     PACK_FOLDER_NAME,
     PROJECT_ROOT,
@@ -229,11 +229,6 @@ def pack_node_ids(client: ComfyClient, folder_name: str = PACK_FOLDER_NAME) -> l
     """Ids of the nodes /object_info lists from the pack loaded as custom_nodes/<folder_name>."""
     module = f"custom_nodes.{folder_name}"
     return sorted(name for name, node in client.object_info().items() if node.get("python_module") == module)
-
-
-# The frontend is ready when its app object has a graph and the node definitions are registered.
-FRONTEND_READY = ("window.app && window.app.vueAppReady && window.app.graph && window.LiteGraph"
-                  " && Object.keys(LiteGraph.registered_node_types).length > 0")
 
 
 @pytest.fixture

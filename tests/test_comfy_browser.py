@@ -18,7 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from comfy_browser import CdpPage, Chromium
+import comfy_browser
+from comfy_browser import CdpPage, Chromium, center, dismiss_banner
 from comfy_fixtures import FRONTEND_READY, fake_musubi_server, pack_node_ids
 from comfy_harness import ComfyClient, ComfyServer
 from fakes import FakeMusubi, fake_musubi, png_bytes  # noqa: F401  (fake_musubi is a fixture)
@@ -30,33 +31,11 @@ WAN_EXAMPLE = "wan_2.1_2.2_t2v_lora"
 TRAIN_NODE = 5  # the Train LoRA node's id in the examples
 
 
-def center(page: CdpPage, selector: str) -> tuple[float, float]:
-    """Where a real click on the element lands (its centre, in CSS pixels)."""
-    box = page.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-                        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
-    return box[0], box[1]
-
-
-def dismiss_banner(page: CdpPage) -> None:
-    """Close the frontend's "Nodes 2.0" announcement, which covers the top of every screenshot."""
-    page.evaluate("document.querySelector('.bg-gradient-to-r button.absolute')?.click()")
-
-
 def open_template(page: CdpPage, name: str, shot: Path | None = None) -> None:
-    """Open the template browser from the sidebar, wait for this pack's card of `name` (and its
-    thumbnail), and click it, as a user does."""
-    page.click(*center(page, "button.templates-tab-button"))
-    card = f'[data-testid="template-workflow-{name}"]'
-    page.wait_for(f"document.querySelector({json.dumps(card)})", timeout=20)
-    page.wait_for(f"(() => {{ const img = document.querySelector({json.dumps(card + ' img')});"
-                  " return img && img.complete && img.naturalWidth > 0; })()", timeout=20)
-    if shot is not None:
-        page.screenshot(shot)
-    page.click(*center(page, card))
-    page.wait_for("!document.querySelector('[data-testid=template-workflows-content]')", timeout=20)
-    expected = sorted(n["type"] for n in json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))["nodes"])
-    as_js = json.dumps(json.dumps(expected, separators=(",", ":")))  # the string JSON.stringify gives
-    page.wait_for(f"JSON.stringify(app.graph._nodes.map(n => n.type).sort()) === {as_js}", timeout=20)
+    """Open this pack's example `name` from the template browser, as a user does (the example's
+    node types tell when it is on the canvas)."""
+    nodes = json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))["nodes"]
+    comfy_browser.open_template(page, name, [n["type"] for n in nodes], shot=shot)
 
 
 def repaint(page: CdpPage) -> None:
