@@ -209,14 +209,17 @@ class StepReporter:
             return False
         if self._bar is None:
             self._bar = self._bar_factory(total, self.node_id)
-        value = min(int(self.value), total)
+        # The preview keeps the bar where it is: ComfyUI encodes the image between sending the
+        # bar and anything sent after it (tens of ms, far more on a busy machine), so a bar moved
+        # with a preview would stand beside the old step's text all that time. Bar moves go with
+        # their text (_publish).
+        value, total = self._bar_sent or (min(int(self.value), total), total)
         # ComfyUI scales a preview to max_size, also up: a small sample keeps its size
         self._bar.update_absolute(value, total, ("JPEG", image, min(PREVIEW_MAX, max(image.size))))
         self._bar_at = self._clock()
-        self._bar_limit.mark()
         self._bar_sent = (value, total)
         self.previews_sent += 1
-        self._send_text_now(self.text())  # the bar may have moved with the preview: the text follows
+        self._send_text_now(self.text())  # the first bar may have come with this preview
         return True
 
     # --- start / end ---------------------------------------------------------------------

@@ -204,6 +204,11 @@ def train_state(page: CdpPage) -> dict[str, Any]:
     return page.evaluate(TRAIN_STATE)
 
 
+# The bar's fill and the text's "step n/12" name the same step. The two travel as separate
+# websocket messages, so a snapshot may fall between them: the snapshots below wait for one that
+# does not; WATCH_BAR_AND_TEXT checks that they never stay apart.
+SAME_STEP = ("(() => { const m = /step (\\d+)\\/12/.exec(s.text || '');"
+             " return !!m && Math.round(s.progress * 12) === Number(m[1]); })()")
 # Every 50 ms while the run goes: the bar's fill and the step the text names, as a user sees them.
 WATCH_BAR_AND_TEXT = (f"(() => {{ window.__musubiSeen = []; window.__musubiWatch = setInterval(() => {{"
                       f" const s = {TRAIN_STATE}; const m = /step (\\d+)\\/(\\d+)/.exec(s.text || '');"
@@ -245,11 +250,11 @@ def test_a_run_queued_with_the_run_button_moves_the_train_nodes_progress(
 
     # mid-run: the bar is part-way and the text names the phase, the step and the loss
     first = page.wait_for(f"(() => {{ const s = {TRAIN_STATE}; return s.progress > 0 && s.progress < 0.5"
-                          " && /step \\d+\\/12/.test(s.text || '') && s; })()", timeout=120, value=True)
+                          f" && {SAME_STEP} && s; }})()", timeout=120, value=True)
     page.screenshot(artifacts_dir / "training-early.png")
     assert "epoch" in first["text"] and "avr_loss" in first["text"], first
-    later = page.wait_for(f"(() => {{ const s = {TRAIN_STATE}; return s.progress >= 0.5 && s.progress < 1 && s; }})()",
-                          timeout=60, value=True)
+    later = page.wait_for(f"(() => {{ const s = {TRAIN_STATE}; return s.progress >= 0.5 && s.progress < 1"
+                          f" && {SAME_STEP} && s; }})()", timeout=60, value=True)
     page.screenshot(artifacts_dir / "training-progress.png")
     assert later["progress"] > first["progress"]
     # the frontend's own summary beside the Run button names the running node

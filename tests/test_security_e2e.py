@@ -238,6 +238,12 @@ def test_a_prompt_file_outside_the_read_roots_is_refused_and_the_line_the_refusa
     assert run.outcome == "success", run.terminal.data if run.terminal else run.types[-20:]
     run_dir = Path(run.of_type("executed")[-1].data["output"]["run_dir"][0])
     assert "prompt: a line of a server file" in (run_dir / "run.log").read_text(encoding="utf-8")
+    # the Setup Check node lists what may be read: ComfyUI's folders and the line just added
+    check = hard.run({"1": {"class_type": "MusubiSetupCheck", "inputs": {"refresh": False}}})
+    report = check.of_type("executed")[-1].data["output"]["text"][0]
+    listed = report.split("read_roots (musubi may be given files from):", 1)[1]
+    for folder in (hard.base / "input", hard.base / "output", hard.base / "models", server_files):
+        assert f"\n    {folder}\n" in listed, report
 
 
 SECRETS = {"HF_TOKEN": "hf_e2eSecretTokenValue_0001", "WANDB_API_KEY": "wandb0123456789abcdef0123456789abcdef",
