@@ -94,6 +94,8 @@ BAD_INPUTS: dict[str, tuple[str, str]] = {
     "selector_not_in_list": ("task = 't2v-999B'", "http_400"),
     "hf_id_flag_injection": ("MusubiModelsKandinsky5.text_encoder_qwen = '--config_file=/tmp/x'",
                              "execution_error"),
+    "hf_id_local_folder_outside_read_roots": ("MusubiModelsKandinsky5.text_encoder_qwen = a local folder outside "
+                                              "the read roots (not a Hugging Face id)", "execution_error"),
     "name_dotdot": ("MusubiTrainLoRA.output_name = '../../evil'", "http_400"),
     "name_separators": ("output_name = 'sub/dir\\\\name'", "http_400"),
     "name_con": ("output_name = 'CON'", "http_400"),

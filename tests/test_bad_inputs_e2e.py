@@ -182,6 +182,9 @@ CASES: dict[str, Case] = {
     "selector_not_in_list": (lambda c: {**c.wf(), "2": c.hard.models_node(task="t2v-999B")}, r"not in"),
     "hf_id_flag_injection": (lambda c: c.kandinsky(text_encoder_qwen="--config_file=/tmp/x"),
                              r"starts with '-'"),
+    "hf_id_local_folder_outside_read_roots": (lambda c: c.kandinsky(text_encoder_qwen=str(c.outside)),
+                                              r"models\.text_encoder_qwen: .*outside the folders this pack may read "
+                                              r"from.*read_roots"),
     # --- MusubiTrainLoRA.output_name
     "name_dotdot": (lambda c: c.train(output_name="../../evil"), r"output_name"),
     "name_separators": (lambda c: c.train(output_name="sub/dir\\name"), r"path separators"),
