@@ -311,8 +311,8 @@ def test_check_lists_the_folders_steps_may_write_into_and_read_from(tmp_path: Pa
     user.write_text(json.dumps({"musubi_tuner": {"root_path": full.root},
                                 "read_roots": ["/data/datasets", "prompts"]}))
     out = run_check(tmp_path).stdout
-    assert f"read_roots (musubi may be given files from):  [{user}]\n    /data/datasets\n    {user.parent / 'prompts'}" \
-        in out, out
+    listed = f"read_roots (musubi may be given files from):  [{user}]\n    /data/datasets\n    {user.parent / 'prompts'}"
+    assert listed in out, out
     assert "output_roots: not set, so steps may write into any folder (inside ComfyUI: its own folders only)" in out
     data = json.loads(run_check(tmp_path, "--json").stdout)
     assert data["settings"]["read_roots"] == ["/data/datasets", str(user.parent / "prompts")]
