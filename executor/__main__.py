@@ -5,10 +5,11 @@
     python -m executor plan SPEC.json [--run] [--runs-dir DIR]
     python -m executor install [--dir DIR] [--ref REF] [--torch BUILD] [--python PATH] [--upgrade]
     python -m executor inspect FILE... [--json] [--arch ARCH --input NAME [--set NAME=VALUE]]
+    python -m executor jobs list|show ID|stop ID|tail ID [-f] [--data-dir DIR]
 
 Each subcommand's work lives beside the code it exercises (``process.run.cli_run``,
 ``setup.probe.cli_check``, ``runs.cli.cli_plan``, ``setup.install.cli_install``,
-``musubi.modelfiles.cli.cli_inspect``); this module only parses arguments.
+``musubi.modelfiles.cli.cli_inspect``, ``runs.jobcli.cli_jobs``); this module only parses arguments.
 """
 
 from __future__ import annotations
@@ -54,6 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--input", default=None, help="... and this model input of it (e.g. dit, vae, t5)")
     inspect.add_argument("--set", action="append", metavar="NAME=VALUE",
                          help="a selector for the check, e.g. --set task=t2v-14B (repeatable)")
+
+    jobs = sub.add_parser("jobs", allow_abbrev=False, help="background jobs: list, show, stop, tail")
+    jobs.add_argument("--data-dir", default=None,
+                      help="the folder holding jobs.db (default: MUSUBI_TUNER_NODES_DATA_DIR or the per-user one)")
+    actions = jobs.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="every job, newest first")
+    listing.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    actions.add_parser("show", help="one job as JSON").add_argument("id", help="job id (or a unique prefix)")
+    actions.add_parser("stop", help="stop a job (its whole process tree) and wait until it ended").add_argument(
+        "id", help="job id (or a unique prefix)")
+    tail = actions.add_parser("tail", help="the job's run.log")
+    tail.add_argument("id", help="job id (or a unique prefix)")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    tail.add_argument("-n", "--lines", type=int, default=40, help="lines to show first (0: all)")
     return parser
 
 
@@ -70,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from .setup.probe import cli_check
         return cli_check(args)
+    if args.command == "jobs":
+        from .runs.jobcli import cli_jobs
+        return cli_jobs(args)
     if args.command == "install":
         from .setup.install import cli_install
         return cli_install(args)

@@ -159,6 +159,17 @@ def send_event(event: str, data: dict[str, Any]) -> None:
         instance.send_sync(event, data, instance.client_id)
 
 
+def broadcast(event: str, data: dict[str, Any]) -> None:
+    """A custom websocket message to every connected client (all browser tabs and API
+    clients); thread-safe. Without a running server nothing is sent."""
+    import sys
+
+    server = sys.modules.get("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if instance is not None:
+        instance.send_sync(event, data, None)
+
+
 def prompt_id() -> Optional[str]:
     """The id of the prompt this thread executes (ComfyUI's executing context, else the
     server's last prompt id), or None outside ComfyUI."""

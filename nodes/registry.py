@@ -49,6 +49,7 @@ NODES: dict[str, tuple[str, str]] = {
     "MusubiTimestepOptions": ("options", "Musubi Timestep Options"),
     "MusubiSampleOptions": ("options", "Musubi Sample Options"),
     "MusubiLaunchOptions": ("options", "Musubi Launch Options"),
+    "MusubiWaitForJob": ("waitjob", "Musubi Wait for Job"),
     "MusubiSetupCheck": ("check", "Musubi Setup Check"),
 }
 

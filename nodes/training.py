@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from . import delivery, host
+from . import delivery, finish, host
 from .deferred import catalogue
 from .errors import MusubiTunerError, error_type, reported, user_error
 from .fingerprint import OUTPUTS, digest
@@ -24,6 +24,7 @@ from .values import DATASET_TYPE, MODELS_TYPE, OPTIONS_TYPE, MusubiDataset, Musu
 
 # Essential FLOAT inputs: NaN/infinity passes ComfyUI's range check, so they are checked again.
 FLOATS = ("network_alpha", "learning_rate")
+RUN_AS = ["wait", "background"]
 
 
 class LoraNameType(str):
@@ -88,6 +89,10 @@ def train_inputs() -> dict[str, Any]:
                            "weights, optimizer and schedule. Empty = start fresh."),
             "dry_run": _opt("BOOLEAN", False, "Only check the inputs and show the exact command and every value "
                             "the run would use on the node (and in the prompt's history); nothing is launched."),
+            "run_as": _opt(RUN_AS, "wait", "wait: this node trains and ComfyUI's queue waits for it. background: "
+                           "the training is queued as a job (one queue per GPU) and the node returns at once with "
+                           "its job_id; ComfyUI stays free, the job survives a ComfyUI restart, the LoRA is "
+                           "delivered when it ends. Follow it in the Jobs panel or with Musubi Wait for Job."),
         },
         # The inputs that moved to the options nodes: an API prompt of an older version may still
         # set them here (nodes/options.py).
@@ -133,12 +138,13 @@ class MusubiTrainLoRA:
                    "needs, each following the architecture's recommendation until you change it; the advanced "
                    "settings are on the optional Musubi ... Options nodes wired into options. The finished LoRA is "
                    "put into models/loras/musubi-tuner/ so LoraLoader lists it; the loss curve and the last "
-                   "samples are outputs.")
+                   "samples are outputs. With run_as background the training runs as a job beside ComfyUI (which "
+                   "stays free and may restart) and the node returns its job_id at once.")
     CATEGORY = CATEGORY
     FUNCTION = "train"
     OUTPUT_NODE = True
-    RETURN_TYPES = (LORA_NAME, "STRING", "STRING", "IMAGE", "IMAGE")
-    RETURN_NAMES = ("lora_name", "lora_path", "run_dir", "loss_curve", "samples")
+    RETURN_TYPES = (LORA_NAME, "STRING", "STRING", "IMAGE", "IMAGE", "STRING")
+    RETURN_NAMES = ("lora_name", "lora_path", "run_dir", "loss_curve", "samples", "job_id")
     OUTPUT_TOOLTIPS = ("The LoRA's name as LoraLoader lists it (musubi-tuner/<name>.safetensors); wire it to "
                        "LoraLoader's lora_name. Empty for a dry run.",
                        "Full path of the delivered LoRA file.",
@@ -147,7 +153,9 @@ class MusubiTrainLoRA:
                        "The loss curve (step, avr_loss, epochs marked), 768x432; wire it to Preview Image or "
                        "Save Image.",
                        "The images of the last sampling round (first frames of videos); one black 64x64 image "
-                       "when no sample was made.")
+                       "when no sample was made.",
+                       "The background job's id (run_as background; wire it to Musubi Wait for Job); empty when "
+                       "the node waited for the training.")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -160,6 +168,10 @@ class MusubiTrainLoRA:
         values = digest(sorted((k, str(v)) for k, v in inputs.items() if k not in ("dataset", "models")))
         if inputs.get("dry_run"):
             return values + ":dry"
+        if inputs.get("run_as") == "background":
+            from . import jobs
+
+            return f"{values}:job:{jobs.node_token(unique_id)}"
         return OUTPUTS.token(catalogue.TRAIN, unique_id, values)
 
     def train(self, dataset: MusubiDataset, models: MusubiModels, output_name: str, unique_id: Any = None,
@@ -228,10 +240,14 @@ class MusubiTrainLoRA:
             from .lossplot import render
 
             curve = watch.to_image_batch([render([], message="dry run: nothing was trained")])
-            return {"ui": ui(text, plan), "result": ("", "", "", curve, watch.to_image_batch([]))}
+            return {"ui": ui(text, plan), "result": ("", "", "", curve, watch.to_image_batch([]), "")}
 
         with written_prompts(samples.pending), reported(fail_text):
             plan = plan_step(**plan_args)
+            if inputs.get("run_as") == "background":
+                from . import jobs
+
+                return jobs.submit_training(plan, arch, name, title, unique_id, notes)
         from .check import settings as load_settings
 
         s = load_settings()
@@ -251,7 +267,7 @@ class MusubiTrainLoRA:
                                 ("none", "not_supported") else "copying to models/loras"))
         try:
             with reported():
-                lora_path, how = deliver(trained, name, arch, plan.run_dir, reporter)
+                lora_path, how = finish.deliver(trained, name, arch, plan.run_dir, reporter)
         except host.interrupt_exception():
             # Cancelled while converting or copying: the training itself is safe; say where.
             host.send_text(f"{title}: cancelled before the LoRA reached models/loras\n"
@@ -264,94 +280,9 @@ class MusubiTrainLoRA:
             fail_text(message)
             kind = type(exc) if isinstance(exc, MusubiTunerError) else error_type("DeliveryFailed")
             raise kind(message, getattr(exc, "error", None)) from exc
-        lora_name = host.lora_name(lora_path) or os.path.basename(lora_path)
         OUTPUTS.record(catalogue.TRAIN, unique_id, [lora_path])
-        record = run_record(plan.run_dir)
-        saved = [os.path.basename(p) for p in record.get("files_produced") or [] if p.endswith(".safetensors")]
-        curve, curve_path = watch.final_curve(plan.run_dir)
-        sample_images, sample_paths = watch.final_samples(plan.run_dir)
-        detail = f"LoRA: {lora_name} ({how})\nrun folder: {plan.run_dir}"
-        if record.get("final_loss") is not None:
-            detail += (f"\nloss: final {record['final_loss']:.4g}, best {record['best_loss']:.4g} at step "
-                       f"{record['best_loss_step']} of {record.get('steps')}")
-        if saved:
-            detail += f"\nsaved in the run folder: {', '.join(saved)}"
-        detail += warning_lines(result)
-        if notes:
-            detail += "\n" + "\n".join(f"note: {n}" for n in notes)
-        reporter.finish(detail)
-        text = f"{title}: done\n{detail}"
-        out = ui(text, plan, lora=lora_name)
-        out["lora_files"] = [lora_name] + saved
-        out["images"] = watch.output_refs(([curve_path] if curve_path else []) + sample_paths,
-                                          host.output_directory())
-        return {"ui": out, "result": (lora_name, lora_path, plan.run_dir, watch.to_image_batch([curve]),
-                                      watch.to_image_batch(sample_images))}
-
-
-def run_record(run_dir: str) -> dict[str, Any]:
-    """The run folder's result.json (status, losses, files), or {} if unreadable."""
-    import json
-
-    from ..executor.runs.folders import RESULT_FILE
-
-    try:
-        with open(os.path.join(run_dir, RESULT_FILE), encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def deliver(trained: str, name: str, arch: catalogue.Architecture, run_dir: str,
-            reporter: StepReporter) -> tuple[str, str]:
-    """Put the final LoRA into ``models/loras/musubi-tuner/`` as ComfyUI can load it.
-
-    Returns (delivered path, how). The file appears under its final name only when complete.
-    """
-    folder = host.loras_directory()
-    conversion = arch.lora_conversion
-    source, how = trained, "as trained: ComfyUI reads musubi's LoRA keys directly"
-    if conversion.kind in ("convert_lora", "script"):
-        source = convert(trained, name, arch, run_dir, reporter)
-        how = f"converted with {arch.scripts.get(catalogue.CONVERT, 'convert_lora.py')}"
-    elif conversion.kind == "key_rename" and conversion.rename:
-        old, new = conversion.rename
-        tmp = delivery.temp_path(folder, name)
-        try:
-            count = delivery.rename_keys(trained, tmp, delivery.prefix_renamer(old, new))
-            target = delivery.place(tmp, folder, name)
-        except BaseException:
-            delivery._remove(tmp)
-            raise
-        return target, f"keys renamed {old}* -> {new}* ({count} tensors)"
-    elif conversion.kind == "not_supported":
-        how = "as trained; " + (conversion.note or "ComfyUI's LoraLoader does not support this architecture")
-    tmp = delivery.copy_to_temp(source, folder, name)
-    try:
-        return delivery.place(tmp, folder, name), how
-    except BaseException:
-        delivery._remove(tmp)
-        raise
-
-
-def convert(trained: str, name: str, arch: catalogue.Architecture, run_dir: str, reporter: StepReporter) -> str:
-    """Run the architecture's converter (through the executor) into ``<run_dir>/convert/``."""
-    from ..executor.setup.discovery import resolve_install
-    from ..executor.runs.plan import PlanSpec, make_plan
-    from ..executor.runs.execute import execute_plan
-    from .check import settings as load_settings
-
-    settings = load_settings()
-    out_dir = os.path.join(run_dir, "convert")
-    spec = PlanSpec(architecture=arch.id, step=catalogue.CONVERT, models={"lora": trained},
-                    output_dir=out_dir, output_name=name, run_dir=out_dir, name=f"{name}-convert")
-    plan = make_plan(settings, spec, install=resolve_install(settings), use_probe=False)
-    execute_plan(plan, on_event=reporter.on_event, should_cancel=reporter.should_cancel, check=True)
-    converted = os.path.join(out_dir, f"{name}.safetensors")
-    if not os.path.isfile(converted):
-        raise user_error(f"the LoRA conversion finished but wrote no {converted}", f"see {out_dir}/run.log")
-    return converted
+        return finish.outputs(title, plan.run_dir, plan.to_dict()["argv"], lora_path, how, reporter,
+                              warnings=warning_lines(result), notes=notes)
 
 
 NODE_CLASS_MAPPINGS = {"MusubiTrainLoRA": MusubiTrainLoRA}

@@ -35,6 +35,20 @@ def _scratch_cache_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ["XDG_CACHE_HOME"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _scratch_job_store(tmp_path_factory: pytest.TempPathFactory):
+    """Background jobs (jobs.db) of every test and every test ComfyUI go to a scratch data folder,
+    never the user's own (~/.local/share/musubi-tuner-nodes); a test that restarts ComfyUI passes
+    its own MUSUBI_TUNER_NODES_DATA_DIR."""
+    previous = os.environ.get("MUSUBI_TUNER_NODES_DATA_DIR")
+    os.environ["MUSUBI_TUNER_NODES_DATA_DIR"] = str(tmp_path_factory.mktemp("jobs-data"))
+    yield
+    if previous is None:
+        os.environ.pop("MUSUBI_TUNER_NODES_DATA_DIR", None)
+    else:
+        os.environ["MUSUBI_TUNER_NODES_DATA_DIR"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _no_inherited_unbuffered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)

@@ -11,7 +11,7 @@ trainer itself can tell (a wrong model), and the pack turns its error into a cle
 
 from __future__ import annotations
 
-KINDS = ("fault", "bad_input", "works", "security")
+KINDS = ("fault", "bad_input", "works", "security", "jobs")
 
 # case -> (what happens, what the user sees)
 FAULTS: dict[str, tuple[str, str]] = {
@@ -175,7 +175,40 @@ SECURITY: dict[str, str] = {
                            "result.json, run.log, progress text, errors or history",
 }
 
-TABLES = {"fault": FAULTS, "bad_input": BAD_INPUTS, "works": WORKS, "security": SECURITY}
+# Background jobs (docs/background-training.md, rendered by .ci/jobs_table.py): case -> (what
+# happens, what the job does). Their tests also record "jobs_stuck": jobs left in a non-final state.
+JOBS: dict[str, tuple[str, str]] = {
+    "comfyui_sigterm": ("ComfyUI is stopped with SIGTERM mid-training, then started again",
+                        "the job trains on; at start it is re-attached, its progress continues from where it "
+                        "was, it finishes and its LoRA is delivered to models/loras"),
+    "comfyui_sigkill": ("ComfyUI is killed with SIGKILL (its whole process group) mid-training, then started again",
+                        "the same: re-attached, progress continues, finished, LoRA delivered"),
+    "ended_while_down": ("the training ends while ComfyUI is down",
+                         "at the next start the job is succeeded and its LoRA is delivered"),
+    "trainer_killed_while_down": ("the trainer is killed while ComfyUI is down",
+                                  "at the next start the job is failed with its reason, hint and log tail; never "
+                                  "running"),
+    "power_loss": ("the job's wrapper and trainer die together, leaving no exit record (a power cut)",
+                   "the job is lost with its log tail and a result.json; never running"),
+    "trainer_crash": ("the trainer crashes, runs out of memory or exits 0 without a LoRA in a background job",
+                      "failed with the same message, hint and loss history as the same run in the foreground"),
+    "stop_route": ("Stop on a running job (POST /musubi-tuner/jobs/{id}/stop, or the command line)",
+                   "the whole process tree is gone within 2 s; the job is cancelled"),
+    "stop_ignored": ("the job's wrapper cannot act on a stop (frozen)",
+                     "5 s later the backstop kills it and its tree; the job is cancelled"),
+    "launch_not_recorded": ("the manager died between starting a job and recording it",
+                            "at start the job is queued again (nothing ran) and then runs"),
+    "gpu_unavailable": ("a job is pinned to a GPU that is reserved or absent",
+                        "failed at once (it could never start), naming the settings to change"),
+    "folder_busy": ("two jobs write into one output folder",
+                    "the second waits until the first ended, then runs"),
+    "store_race": ("several processes move the same jobs in the store at once",
+                   "every job is moved exactly once"),
+    "second_manager": ("two ComfyUIs of one user (or the command line) manage one job store",
+                       "one leads, the other only watches; a stop from either ends the job"),
+}
+
+TABLES = {"fault": FAULTS, "bad_input": BAD_INPUTS, "works": WORKS, "security": SECURITY, "jobs": JOBS}
 
 
 def case_ids(kind: str) -> list[str]:

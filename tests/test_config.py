@@ -193,6 +193,10 @@ def test_a_bom_and_comment_keys_are_accepted(pack: Path, env: dict[str, str]) ->
     ({"musubi_tuner": {"venv_path": 3}}, ['"musubi_tuner.venv_path" must be a string path']),
     ({"musubi_tuner": "C:/venv"}, ['"musubi_tuner" must be an object']),
     ({"output_roots": "D:/loras"}, ['"output_roots" must be a list']),
+    ({"gpus": "0,1"}, ['"gpus" must be a list of GPU numbers', '"0,1"']),
+    ({"gpus": [0, -1]}, ['"gpus" must be a list of GPU numbers']),
+    ({"reserved_gpus": None}, ['"reserved_gpus" must be a list of GPU numbers']),
+    ({"reserved_gpus": [1, 1]}, ['"reserved_gpus" lists a GPU twice']),
 ])
 def test_bad_values_name_the_file_and_key(pack: Path, env: dict[str, str], data: dict, words: list[str]) -> None:
     path = write_json(user_config_path(env), data)
@@ -202,6 +206,15 @@ def test_bad_values_name_the_file_and_key(pack: Path, env: dict[str, str], data:
     assert str(path) in text
     for word in words:
         assert word in text
+
+
+def test_gpu_lists_are_read_and_null_means_detect(pack: Path, env: dict[str, str]) -> None:
+    assert load_settings(pack, environ=env).gpus is None
+    write_json(user_config_path(env), {"gpus": [1, 0], "reserved_gpus": [1]})
+    s = load_settings(pack, environ=env)
+    assert s.gpus == (1, 0) and s.reserved_gpus == (1,)
+    write_json(user_config_path(env), {"gpus": []})
+    assert load_settings(pack, environ=env).gpus == ()
 
 
 def test_all_problems_of_a_file_are_listed_at_once(pack: Path, env: dict[str, str]) -> None:

@@ -88,7 +88,7 @@ def test_the_deferred_catalogue_is_the_module(pack: types.SimpleNamespace) -> No
 def test_importing_the_nodes_loads_only_the_registry_and_the_routes() -> None:
     """On the first start after an install Python compiles every module it imports: only these."""
     loaded = sorted(name for name in modules_after_importing_the_nodes() if name == "p" or name.startswith("p."))
-    assert loaded == ["p", "p.nodes", "p.nodes.registry", "p.nodes.routes"], loaded
+    assert loaded == ["p", "p.nodes", "p.nodes.jobroutes", "p.nodes.registry", "p.nodes.routes"], loaded
 
 
 def test_the_registry_lists_every_node_of_the_modules_with_its_display_name(pack: types.SimpleNamespace) -> None:
@@ -96,7 +96,7 @@ def test_the_registry_lists_every_node_of_the_modules_with_its_display_name(pack
     # every module of nodes/ that defines node classes (a new one must be in the registry too)
     modules = sorted(f.stem for f in (ROOT / "nodes").glob("*.py")
                      if "\nNODE_CLASS_MAPPINGS" in f.read_text(encoding="utf-8") and f.stem != "__init__")
-    assert {"dataset", "steps", "training", "check", "models", "options"} <= set(modules)
+    assert {"dataset", "steps", "training", "check", "models", "options", "waitjob"} <= set(modules)
     for module in modules:
         real = importlib.import_module(f"{PACK}.nodes.{module}")
         classes.update({node_id: module for node_id in real.NODE_CLASS_MAPPINGS})

@@ -48,6 +48,11 @@ PROCESS_CALL_SITES = {
     ("executor/process/run.py", "_launch"),              # the supervisor, then the command
     ("executor/process/run.py", "_launch_windows"),      # the command in a Job Object
     ("executor/process/supervisor.py", "main"),              # the command (argv from process._launch)
+    ("executor/process/detach.py", "launch"),                # jobwrapper.py, detached (POSIX: own session)
+    ("executor/process/detach.py", "_start_windows"),        # jobwrapper.py, own group, hidden console
+    ("executor/process/jobwrapper.py", "__init__"),          # the job's command (argv from detach.launch)
+    ("executor/process/jobwrapper.py", "stop"),              # Windows fallback: taskkill /PID n /T /F
+    ("executor/setup/gpus.py", "list_gpus"),                 # nvidia-smi --query-gpu=... (read only)
     # python -m executor install, a terminal command only (never reachable from a node or route):
     ("executor/setup/runner.py", "run_logged"),             # git / venv / pip steps, logged
     ("executor/setup/pythons.py", "inspect_python"),        # <candidate python> -I -c (version, bits, venv)

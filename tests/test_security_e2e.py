@@ -42,6 +42,7 @@ READ_PATHS = {("MusubiDatasetConfig", "directory"), ("MusubiDatasetConfig", "con
               ("MusubiSampleOptions", "sample_prompts_file")}
 WRITE_PATHS = {("MusubiDatasetConfig", "cache_directory")}  # must stay inside the write roots
 NAMES = {("MusubiTrainLoRA", "output_name")}  # a file name, never a path
+IDS = {("MusubiWaitForJob", "job_id")}  # 32 hexadecimal characters, else refused
 DATA = {("MusubiDatasetConfig", "caption_extension"), ("MusubiDatasetConfig", "target_frames"),
         ("MusubiOptimizerOptions", "optimizer_custom"), ("MusubiOptimizerOptions", "optimizer_args"),
         ("MusubiTrainLoRA", "sample_prompts"), ("MusubiLaunchOptions", "gpu_ids"), ("MusubiLaunchOptions", "extra_args")}
@@ -71,7 +72,7 @@ def test_every_text_input_is_classified_and_none_names_a_program(hard: Hard) -> 
                     text_inputs.add((node_id, name))
                 elif isinstance(spec[0], list):
                     combos[(node_id, name)] = spec[0]
-    known = READ_PATHS | WRITE_PATHS | NAMES | DATA | hf_id_inputs()
+    known = READ_PATHS | WRITE_PATHS | NAMES | IDS | DATA | hf_id_inputs()
     assert text_inputs == known, f"unclassified: {sorted(text_inputs - known)}; gone: {sorted(known - text_inputs)}"
     for node_id, name in text_inputs | set(combos):
         assert not PROGRAM_WORDS.search(name), f"{node_id}.{name} sounds like it picks a program"

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.timeout(180)
 
 OLD_WORKFLOWS = Path(__file__).resolve().parent / "fixtures" / "workflows_0.1.0"
 ESSENTIALS = ["output_name", "max_train_epochs", "network_dim", "network_alpha", "learning_rate",
-              "save_every_n_epochs", "sample_prompts", "resume", "dry_run"]
+              "save_every_n_epochs", "sample_prompts", "resume", "dry_run", "run_as"]
 WAN, QWEN = "Wan 2.1 / 2.2", "Qwen-Image"
 # name -> [value, what the classic canvas draws (the widget's _displayValue)] of a node's widgets
 WIDGETS = ("(id => {{ const n = app.graph.getNodeById(id); return n && Object.fromEntries(n.widgets"
@@ -175,6 +175,7 @@ def test_a_workflow_saved_with_the_train_node_of_0_1_0_opens_with_every_value_in
                          f"{json.dumps(old_train['widgets_values'][0])} && w.network_dim[0] > 0")
     assert list(train) == ESSENTIALS
     assert train["output_name"][0] == old_train["widgets_values"][0] and train["dry_run"][0] is False
+    assert train["run_as"][0] == "wait", "a workflow of 0.1.0 keeps waiting for its training"
     prompt = page.evaluate("(async () => (await app.graphToPrompt()).output)()")
     # every value the API twin of 0.1.0 set on the Train node reaches the prompt, on the Train node
     # or on the options node chained into it

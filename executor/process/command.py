@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 from ..errors import ConfigError, TrainerNotFound
+from .redact import is_secret_name
 
 if TYPE_CHECKING:  # types only: settings and installs are values the caller brings
     from ..setup.discovery import MusubiInstall
@@ -22,7 +23,8 @@ if TYPE_CHECKING:  # types only: settings and installs are values the caller bri
 
 __all__ = [
     "Command", "AccelerateOptions", "script_path", "python_command", "accelerate_command",
-    "child_environment", "format_command", "is_secret_name", "REMOVED_VARIABLES",
+    "child_environment", "format_command", "is_secret_name", "REMOVED_VARIABLES", "launchable", "script_name",
+    "helper_python",
 ]
 
 # Variables from ComfyUI's own interpreter that must not reach musubi's:
@@ -214,6 +216,56 @@ def _strings(args: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+# --- launching ------------------------------------------------------------------------------
+
+_PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?(\.exe)?$", re.IGNORECASE)
+
+
+def launchable(command: Command) -> tuple[list[str], dict[str, str], Optional[str], str]:
+    """(argv, env, cwd, executable) of a command that can start; raises ConfigError for an
+    empty command or a missing folder, TrainerNotFound for a program that is not there."""
+    argv = [str(a) for a in command.argv]
+    env = {str(k): str(v) for k, v in command.env.items()}
+    cwd = str(command.cwd) if command.cwd else None
+    script = script_name(argv)
+    if not argv:
+        raise ConfigError("Nothing to run: the command is empty")
+    if cwd is not None and not os.path.isdir(cwd):
+        raise ConfigError(f"Cannot start {script}: the working folder {cwd} does not exist",
+                          hint="Check the musubi-tuner root_path in the settings.")
+    executable = _resolve(argv[0], env, cwd)
+    if executable is None:
+        raise TrainerNotFound(f"Cannot start {script}: {argv[0]} was not found",
+                              hint="Check musubi_tuner.venv_path in the settings (or MUSUBI_TUNER_ENV): it must "
+                                   "point to musubi-tuner's own virtual environment.")
+    return argv, env, cwd, executable
+
+
+def helper_python(executable: str) -> str:
+    """The interpreter for our stdlib-only helpers (supervisor, job wrapper): the command's own
+    when it is a Python (the venv's, the same the trainer gets), else ours."""
+    import sys
+
+    return executable if _PYTHON_NAME.match(os.path.basename(executable)) else sys.executable
+
+
+def _resolve(program: str, env: dict[str, str], cwd: Optional[str]) -> Optional[str]:
+    if os.path.dirname(program):
+        path = program if os.path.isabs(program) else os.path.join(cwd or os.getcwd(), program)
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    import shutil
+
+    return shutil.which(program, path=env.get("PATH", os.defpath))
+
+
+def script_name(argv: Sequence[str]) -> str:
+    """``wan_train_network.py`` for any way of running it, else the program name."""
+    for arg in list(argv)[1:]:
+        if str(arg).endswith(".py"):
+            return os.path.basename(str(arg))
+    return os.path.basename(str(argv[0])) if argv else "?"
+
+
 # --- environment ---------------------------------------------------------------------------
 
 def child_environment(install: MusubiInstall, settings: Settings, *,
@@ -300,16 +352,10 @@ def _same_path(a: str, b: str) -> bool:
 
 # --- command.txt ---------------------------------------------------------------------------
 
-_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 # Flags whose value is a secret: --huggingface_token, --wandb_api_key, ... but not
 # --max_new_tokens (musubi's caption script) or --metadata_author.
 _SECRET_FLAG = re.compile(r"^--?[\w-]*?(token|key|secret|password|passwd)$", re.IGNORECASE)
 REDACTED = "***"
-
-
-def is_secret_name(name: str) -> bool:
-    """True for environment variable names that hold credentials (HF_TOKEN, WANDB_API_KEY, ...)."""
-    return bool(_SECRET_NAME.search(name))
 
 
 def _redacted_argv(argv: Sequence[str]) -> list[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -31,8 +30,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..errors import (Cancelled, ConfigError, MissingModule, OutOfMemory, ReaderError, RunError, RunResult, Stalled,
+from ..errors import (Cancelled, MissingModule, OutOfMemory, ReaderError, RunError, RunResult, Stalled,
                      TimedOut, TrainerError, TrainerFailed, TrainerNotFound, describe_exit_code)
+from .command import helper_python, launchable, script_name
 from .streams import Log, Readers, Redactor, secret_values
 from .tree import IS_WINDOWS, JobObject, ProcessTree, describe
 
@@ -43,7 +43,7 @@ except ImportError:
     from parsers import OutputParser, real_exit_code
     from parsers.events import Event, LogLine, Progress, to_dict
 
-__all__ = ["run", "cli_run", "SUPERVISOR"]
+__all__ = ["run", "decide", "cli_run", "SUPERVISOR"]
 
 SUPERVISOR = str(Path(__file__).resolve().with_name("supervisor.py"))
 
@@ -53,8 +53,6 @@ TAIL_LINE_CHARS = 2000
 # data-loader workers or other leftovers) before we stop those and give up.
 DRAIN_AFTER_EXIT = 1.5
 DRAIN_AFTER_STOP = 2.0
-
-_PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?(\.exe)?$", re.IGNORECASE)
 
 EventCallback = Callable[[Event], Any]
 
@@ -81,7 +79,7 @@ def run(command: Any, *, on_event: Optional[EventCallback] = None,
     started = time.monotonic()
     warnings: list[str] = []
     tree = _launch(command, grace_period, warnings)
-    script = _script_name(command.argv)
+    script = script_name(command.argv)
     try:
         session = _Session(tree, script, on_event, log_path, warnings, secrets=secret_values(command.env))
     except BaseException:
@@ -98,8 +96,8 @@ def run(command: Any, *, on_event: Optional[EventCallback] = None,
     result = RunResult(argv=list(command.argv), exit_code=tree.popen.returncode,
                        duration=time.monotonic() - started, tail=list(session.tail),
                        last_progress=session.last_progress, log_path=log_path, warnings=warnings)
-    error = _decide(result, session, reason, script=script, timeout=timeout,
-                    stall_timeout=stall_timeout)
+    error = decide(result, session.parser, reason, reader_error=session.reader_error, script=script,
+                   timeout=timeout, stall_timeout=stall_timeout)
     if error is not None:
         session.redactor.scrub(error)
     if error is not None and check:
@@ -110,20 +108,8 @@ def run(command: Any, *, on_event: Optional[EventCallback] = None,
 # -- launching -------------------------------------------------------------------
 
 def _launch(command: Any, grace: float, warnings: list[str]) -> ProcessTree:
-    argv = [str(a) for a in command.argv]
-    env = {str(k): str(v) for k, v in command.env.items()}
-    cwd = str(command.cwd) if command.cwd else None
-    script = _script_name(argv)
-    if not argv:
-        raise ConfigError("Nothing to run: the command is empty")
-    if cwd is not None and not os.path.isdir(cwd):
-        raise ConfigError(f"Cannot start {script}: the working folder {cwd} does not exist",
-                          hint="Check the musubi-tuner root_path in the settings.")
-    executable = _resolve(argv[0], env, cwd)
-    if executable is None:
-        raise TrainerNotFound(f"Cannot start {script}: {argv[0]} was not found",
-                              hint="Check musubi_tuner.venv_path in the settings (or MUSUBI_TUNER_ENV): it must "
-                                   "point to musubi-tuner's own virtual environment.")
+    argv, env, cwd, executable = launchable(command)
+    script = script_name(argv)
     pipes = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
                  env=env, cwd=cwd)
     try:
@@ -132,7 +118,7 @@ def _launch(command: Any, grace: float, warnings: list[str]) -> ProcessTree:
         control_r, control_w = os.pipe()
         # The supervisor uses the venv's interpreter when the command is a Python
         # one (it needs nothing but the standard library), else ours.
-        python = executable if _PYTHON_NAME.match(os.path.basename(executable)) else sys.executable
+        python = helper_python(executable)
         try:
             popen = subprocess.Popen([python, "-I", SUPERVISOR, str(control_r), f"{grace:g}", "--", *argv],
                                      start_new_session=True, pass_fds=(control_r,), **pipes)
@@ -173,21 +159,6 @@ def _launch_windows(argv: list[str], executable: str, pipes: dict, warnings: lis
             job.close()
         raise OSError(f"could not resume the suspended process: {exc}") from exc
     return ProcessTree(popen, job=job)
-
-
-def _resolve(program: str, env: dict[str, str], cwd: Optional[str]) -> Optional[str]:
-    if os.path.dirname(program):
-        path = program if os.path.isabs(program) else os.path.join(cwd or os.getcwd(), program)
-        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-    return shutil.which(program, path=env.get("PATH", os.defpath))
-
-
-def _script_name(argv: Sequence[str]) -> str:
-    """``wan_train_network.py`` for any way of running it, else the program name."""
-    for arg in list(argv)[1:]:
-        if str(arg).endswith(".py"):
-            return os.path.basename(str(arg))
-    return os.path.basename(str(argv[0])) if argv else "?"
 
 
 class _Session:
@@ -334,11 +305,14 @@ def _phrase(kind: str, line: str) -> str:
     return kind.replace("_", " ")
 
 
-def _decide(result: RunResult, session: _Session, reason: Optional[str], *, script: str,
-            timeout: Optional[float], stall_timeout: Optional[float]) -> Optional[RunError]:
+def decide(result: RunResult, parser: OutputParser, reason: Optional[str], *, script: str,
+           timeout: Optional[float], stall_timeout: Optional[float],
+           reader_error: Optional[BaseException] = None) -> Optional[RunError]:
     """How the run ended, in one place and fixed precedence: reader error,
     cancelled, timed out / stalled, failure signature or non-zero exit, success.
-    Fills the result's outcome fields; returns the error to raise (or None)."""
+    ``parser`` has seen the whole output (its tail is what failures are matched in).
+    Fills the result's outcome fields; returns the error to raise (or None).
+    Foreground runs and background jobs (``runs.jobtail``) both end here."""
     activity = _activity(script)
 
     def message(what: str) -> str:
@@ -347,10 +321,10 @@ def _decide(result: RunResult, session: _Session, reason: Optional[str], *, scri
     where = f"{activity} in {script}" if activity else script
     log_hint = (f"See the last lines of output above; the whole output is in {result.log_path}."
                 if result.log_path else "See the last lines of output above.")
-    if session.reader_error is not None:
+    if reader_error is not None:
         result.failure_kind = "reader_error"
         result.failure_hint = "This is a bug in the node pack: please report it with the log."
-        return ReaderError(f"Reading the output of {script} failed: {session.reader_error!r}", result=result,
+        return ReaderError(f"Reading the output of {script} failed: {reader_error!r}", result=result,
                            hint=result.failure_hint)
     if reason == "cancelled":
         result.cancelled = True
@@ -373,7 +347,7 @@ def _decide(result: RunResult, session: _Session, reason: Optional[str], *, scri
         result.warnings.append(f"accelerate launch exited with {result.exit_code}; the script itself exited "
                                f"with {code}.")
         result.exit_code = code
-    failure = session.parser.classify(result.exit_code)
+    failure = parser.classify(result.exit_code)
     if failure is not None:
         result.failure_kind, result.failure_hint = failure.kind, failure.hint
         cls = {"out_of_memory": OutOfMemory, "missing_module": MissingModule}.get(failure.kind, TrainerFailed)

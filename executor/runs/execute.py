@@ -1,5 +1,6 @@
 """Running a plan: lock its folders, make the run folder (command.txt, plan.json, the dataset
-config), run it through ``process.run`` with the loss recorded, and write result.json.
+config), run it through ``process.run`` with the loss recorded, and write result.json. The first
+and last parts (``prepare_run``, ``record_run``) are shared with background jobs (``jobs``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .history import LOSS_FILE, LossRecorder, sample_files
 from .locks import RunLock
 from .plan import Plan, command_text
 
-__all__ = ["execute_plan"]
+__all__ = ["execute_plan", "prepare_run", "record_run"]
 
 
 # ---------------------------------------------------------------- running
@@ -85,42 +86,11 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
     written. With ``check`` a failed run raises its RunError (result.json is written first);
     a run that exits 0 without its output is ``no_output`` and raises TrainerFailed.
     """
-    from ..musubi.files import existing_outputs
     from ..process.run import run
 
     run_dir = Path(plan.run_dir)
-    # A run folder that is also a locked output folder (the nodes train into their run folder)
-    # is made before the lock, which would make it otherwise; making it is what claims it.
-    early = any(_same_dir(plan.run_dir, d) for d in plan.lock_dirs)
-    if early:
-        _make_run_dir(run_dir)
     with contextlib.ExitStack() as stack:
-        claim = stack.enter_context(_Claim(run_dir if early else None))
-        stack.enter_context(RunLock(plan.lock_dirs, plan.run_dir))
-        if plan.output_dir and plan.output_name and not plan.overwrite and plan.step == "train":
-            found = existing_outputs(plan.output_dir, plan.output_name)
-            if found and not _has_flag(plan, "--resume"):
-                raise ConfigError(f"{os.path.basename(found[0])} already exists in {plan.output_dir}; "
-                                  "this run would overwrite it", hint="use a new output_name, or set overwrite")
-        if plan.step != "train" and plan.output_dir and plan.output_name and not plan.overwrite \
-                and os.path.exists(os.path.join(plan.output_dir, f"{plan.output_name}.safetensors")):
-            raise ConfigError(f"{plan.output_name}.safetensors already exists in {plan.output_dir}",
-                              hint="use a new output_name, or set overwrite")
-        if not early:
-            _make_run_dir(run_dir)
-            # The run folder is locked while the run lasts, so a reader can tell a live run
-            # (history.run_status: "running") from one that ended without result.json.
-            stack.enter_context(RunLock([str(run_dir)], plan.run_dir))
-        claim.keep()
-        write_atomic(run_dir / COMMAND_FILE, command_text(plan), overwrite="never")
-        write_atomic(run_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                     overwrite="never")
-        if plan.dataset_text is not None and plan.dataset_config:
-            write_atomic(plan.dataset_config, plan.dataset_text, overwrite="never")
-        elif plan.dataset_config and os.path.isfile(plan.dataset_config):
-            ext = ".json" if plan.dataset_config.lower().endswith(".json") else ".toml"
-            shutil.copyfile(plan.dataset_config, run_dir / f"dataset{ext}")
-
+        prepare_run(plan, stack)
         started = time.time()
         result: Optional[RunResult] = None
         error: Optional[BaseException] = None
@@ -142,38 +112,7 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
         finally:
             if recorder is not None:
                 recorder.close()
-        finished = time.time()
-        produced = _files_produced(plan, started)
-        status = _status(result, produced, plan, error)
-        if status == "no_output" and result is not None:
-            result.failure_kind = "no_output"
-            result.failure_hint = ("musubi exited 0 but wrote no output; check run.log for 'found 0 images' "
-                                   "or an empty dataset")
-        record = {
-            "status": status, "architecture": plan.arch, "step": plan.step,
-            "exit_code": result.exit_code if result else None,
-            "duration": round(result.duration if result else finished - started, 3),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
-            "files_produced": produced, "last_loss": _last_loss(result),
-            "failure_kind": result.failure_kind if result else type(error).__name__ if error else None,
-            "failure_hint": result.failure_hint if result else (getattr(error, "hint", None) or
-                                                                (str(error) if error else None)),
-            "log": LOG_FILE, "tail": list(result.tail[-20:]) if result else [],
-            "warnings": list(result.warnings) if result else [],
-        }
-        if recorder is not None:
-            record.update(recorder.summary())
-            record["loss_history"] = LOSS_FILE if recorder.points else None
-            record["sample_files"] = sample_files(plan.output_dir, since=started)
-        try:
-            write_atomic(run_dir / RESULT_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n",
-                         overwrite="never")
-        except OSError as exc:
-            # A full disk must not turn a finished run into an error: the caller still gets the
-            # result (and the LoRA), and is told the record is missing.
-            if result is not None:
-                result.warnings.append(f"{RESULT_FILE} could not be written in {run_dir} ({exc}).")
+        status = record_run(plan, result, error, started, time.time(), recorder)
         if error is not None:
             raise error
         assert result is not None
@@ -181,6 +120,93 @@ def execute_plan(plan: Plan, *, on_event: Optional[Callable[[Any], None]] = None
             raise TrainerFailed(f"{plan.step} exited 0 but produced no output", result=result,
                                 hint=result.failure_hint or "", kind="no_output")
         return result
+
+
+def prepare_run(plan: Plan, stack: contextlib.ExitStack, *, token: Optional[str] = None) -> list[RunLock]:
+    """Lock the plan's folders (the locks go on ``stack``), refuse to overwrite a LoRA, make
+    the run folder and write command.txt, plan.json and the dataset config into it.
+
+    Raises RunLocked / ConfigError with nothing written. Returns the locks (all with ``token``
+    when given); a caller that keeps them after this (a background job) takes them over with
+    ``stack.pop_all()``.
+    """
+    from ..musubi.files import existing_outputs
+
+    run_dir = Path(plan.run_dir)
+    # A run folder that is also a locked output folder (the nodes train into their run folder)
+    # is made before the lock, which would make it otherwise; making it is what claims it.
+    early = any(_same_dir(plan.run_dir, d) for d in plan.lock_dirs)
+    if early:
+        _make_run_dir(run_dir)
+    claim = _Claim(run_dir if early else None)
+    locks = []
+    with claim:
+        locks.append(stack.enter_context(RunLock(plan.lock_dirs, plan.run_dir, token=token)))
+        if plan.output_dir and plan.output_name and not plan.overwrite and plan.step == "train":
+            found = existing_outputs(plan.output_dir, plan.output_name)
+            if found and not _has_flag(plan, "--resume"):
+                raise ConfigError(f"{os.path.basename(found[0])} already exists in {plan.output_dir}; "
+                                  "this run would overwrite it", hint="use a new output_name, or set overwrite")
+        if plan.step != "train" and plan.output_dir and plan.output_name and not plan.overwrite \
+                and os.path.exists(os.path.join(plan.output_dir, f"{plan.output_name}.safetensors")):
+            raise ConfigError(f"{plan.output_name}.safetensors already exists in {plan.output_dir}",
+                              hint="use a new output_name, or set overwrite")
+        if not early:
+            _make_run_dir(run_dir)
+            # The run folder is locked while the run lasts, so a reader can tell a live run
+            # (history.run_status: "running") from one that ended without result.json.
+            locks.append(stack.enter_context(RunLock([str(run_dir)], plan.run_dir, token=token)))
+        claim.keep()
+    write_atomic(run_dir / COMMAND_FILE, command_text(plan), overwrite="never")
+    write_atomic(run_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) + "\n",
+                 overwrite="never")
+    if plan.dataset_text is not None and plan.dataset_config:
+        write_atomic(plan.dataset_config, plan.dataset_text, overwrite="never")
+    elif plan.dataset_config and os.path.isfile(plan.dataset_config):
+        ext = ".json" if plan.dataset_config.lower().endswith(".json") else ".toml"
+        shutil.copyfile(plan.dataset_config, run_dir / f"dataset{ext}")
+    return locks
+
+
+def record_run(plan: Plan, result: Optional[RunResult], error: Optional[BaseException], started: float,
+               finished: float, recorder: Optional[LossRecorder], *, status: Optional[str] = None) -> str:
+    """Judge what the run left (a train step without its LoRA is ``no_output``), write
+    result.json and return the status: succeeded, failed, cancelled, timed_out, stalled,
+    no_output or error (or ``status`` when the caller knows better: a background job that was
+    ``lost``). A result.json that cannot be written becomes a warning."""
+    run_dir = Path(plan.run_dir)
+    produced = _files_produced(plan, started)
+    status = status or _status(result, produced, plan, error)
+    if status == "no_output" and result is not None:
+        result.failure_kind = "no_output"
+        result.failure_hint = ("musubi exited 0 but wrote no output; check run.log for 'found 0 images' "
+                               "or an empty dataset")
+    record = {
+        "status": status, "architecture": plan.arch, "step": plan.step,
+        "exit_code": result.exit_code if result else None,
+        "duration": round(result.duration if result else finished - started, 3),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
+        "files_produced": produced, "last_loss": _last_loss(result),
+        "failure_kind": result.failure_kind if result else type(error).__name__ if error else None,
+        "failure_hint": result.failure_hint if result else (getattr(error, "hint", None) or
+                                                            (str(error) if error else None)),
+        "log": LOG_FILE, "tail": list(result.tail[-20:]) if result else [],
+        "warnings": list(result.warnings) if result else [],
+    }
+    if recorder is not None:
+        record.update(recorder.summary())
+        record["loss_history"] = LOSS_FILE if recorder.points else None
+        record["sample_files"] = sample_files(plan.output_dir, since=started)
+    try:
+        write_atomic(run_dir / RESULT_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n",
+                     overwrite="never")
+    except OSError as exc:
+        # A full disk must not turn a finished run into an error: the caller still gets the
+        # result (and the LoRA), and is told the record is missing.
+        if result is not None:
+            result.warnings.append(f"{RESULT_FILE} could not be written in {run_dir} ({exc}).")
+    return status
 
 
 def _make_run_dir(run_dir: Path) -> None:

@@ -52,6 +52,9 @@ class LossRecorder:
         self._file: Optional[TextIO] = None
         self._broken = False
         self.pending: Optional[dict[str, Any]] = None
+        # Steps already in the file (a background job's tail re-attached after a restart
+        # replays the log it had read): never written twice.
+        self.written_through = 0
 
     def feed(self, event: Any) -> Optional[dict[str, Any]]:
         """Take one event; returns the new point, if it made one."""
@@ -107,7 +110,7 @@ class LossRecorder:
         return self.points + ([self.pending] if self.pending is not None else [])
 
     def _write(self, point: dict[str, Any]) -> None:
-        if self.path is None or self._broken:
+        if self.path is None or self._broken or point["step"] <= self.written_through:
             return
         try:
             if self._file is None:

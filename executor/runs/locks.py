@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 from ..errors import ConfigError
 from .folders import LOCK_NAME
 
-__all__ = ["RunLock", "RunLocked", "read_lock", "lock_is_live", "process_start", "pid_alive"]
+__all__ = ["RunLock", "RunLocked", "read_lock", "lock_is_live", "process_start", "pid_alive", "release_locks"]
 
 
 class RunLocked(ConfigError):
@@ -54,11 +54,13 @@ class RunLock:
     folder) in each folder a run writes to. A lock whose process is gone (or whose pid was
     reused by another process) is stale and taken over; a live one refuses the new run."""
 
-    def __init__(self, dirs: Sequence[str], run_dir: str) -> None:
+    def __init__(self, dirs: Sequence[str], run_dir: str, *, token: Optional[str] = None) -> None:
         self.dirs = list(dirs)
         self.run_dir = run_dir
         self.held: list[str] = []
-        self.token = uuid.uuid4().hex
+        # A token given (a job taking its locks back after a restart) also claims the lock
+        # files that still carry it, whoever they name as holder.
+        self.token = token or uuid.uuid4().hex
         self.info = {"pid": os.getpid(), "started": process_start(os.getpid()), "host": socket.gethostname(),
                      "run_dir": run_dir, "token": self.token, "time": time.time()}
 
@@ -87,6 +89,24 @@ class RunLock:
                     pass
         self.held = []
 
+    def hand_over(self, pid: int, started: Optional[float]) -> None:
+        """Name another process as the holder of every lock held (a background job's wrapper):
+        each lock then lives as long as that process, whoever started it and whatever becomes
+        of us. The token stays; ``release_locks`` with it frees them later, from any process."""
+        self.info = dict(self.info, pid=pid, started=started, time=time.time())
+        data = json.dumps(self.info).encode("utf-8")
+        for path in self.held:
+            tmp = f"{path}.{self.token}.tmp"
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+            except OSError:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
     def _acquire_one(self, folder: str) -> str:
         path = os.path.join(folder, LOCK_NAME)
         if not os.path.isdir(folder):
@@ -97,6 +117,9 @@ class RunLock:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = read_lock(path)
+                if holder is not None and holder.get("token") == self.token:
+                    _take_over(path, holder)
+                    continue
                 if lock_is_live(path, holder):
                     who = f"process {holder.get('pid')} on {holder.get('host')}" if holder else "another run"
                     run = holder.get("run_dir") if holder else None
@@ -120,6 +143,17 @@ class RunLock:
                 raise
             return path
         raise RunLocked(f"could not lock {folder}: the lock file keeps changing", hint="try again")
+
+
+def release_locks(paths: Sequence[str], token: str) -> None:
+    """Remove the lock files among ``paths`` that still carry ``token`` (see ``hand_over``)."""
+    for path in paths:
+        holder = read_lock(path)
+        if holder is not None and holder.get("token") == token:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def read_lock(path: str) -> Optional[dict[str, Any]]:

@@ -41,7 +41,9 @@ class Settings:
 
     ``sources`` lists what contributed, lowest precedence first; ``origins``
     maps each dotted key that was set (``musubi_tuner.venv_path``) to the file
-    or environment variable that set it last. Timeouts of 0 mean "none".
+    or environment variable that set it last. Timeouts of 0 mean "none". ``gpus`` (None:
+    detect with nvidia-smi) are the GPU indexes background jobs are scheduled on, minus
+    ``reserved_gpus`` (kept free for ComfyUI's own generation).
     ``env`` and ``origins`` are plain dicts (so ``asdict`` and copies work): treat them as read-only.
     ``output_roots``/``read_roots``: where steps may write / what paths musubi may be given to read
     (empty: anywhere; inside ComfyUI the nodes add ComfyUI's folders). ``read_roots`` add up across
@@ -58,6 +60,8 @@ class Settings:
     env: Mapping[str, str] = field(default_factory=dict)
     output_roots: tuple[str, ...] = ()
     read_roots: tuple[str, ...] = ()
+    gpus: Optional[tuple[int, ...]] = None
+    reserved_gpus: tuple[int, ...] = ()
     sources: tuple[str, ...] = ()
     origins: Mapping[str, str] = field(default_factory=dict)
     pack_dir: str = str(PACK_DIR)
@@ -82,6 +86,8 @@ _SCHEMA: dict[str, Any] = {
     "env": "env",
     "output_roots": "paths",
     "read_roots": "paths",
+    "gpus": "gpu_list",
+    "reserved_gpus": "gpu_list",
 }
 
 _DEFAULTS: dict[str, Any] = {
@@ -93,6 +99,8 @@ _DEFAULTS: dict[str, Any] = {
     "env": {},
     "output_roots": [],
     "read_roots": [],
+    "gpus": None,
+    "reserved_gpus": [],
 }
 
 _ENV_NAME = re.compile(r"^[^=\x00]+$")
@@ -196,6 +204,8 @@ def load_settings(pack_dir: Optional[os.PathLike[str] | str] = None, *,
         env=dict(merged["env"]),
         output_roots=tuple(merged["output_roots"]),
         read_roots=tuple(dict.fromkeys(merged["read_roots"])),
+        gpus=None if merged["gpus"] is None else tuple(merged["gpus"]),
+        reserved_gpus=tuple(merged["reserved_gpus"]),
         sources=tuple(sources),
         origins=origins,
         pack_dir=str(pack),
@@ -317,6 +327,16 @@ def _check_value(kind: str, value: Any, parent: dict[str, Any], key: str,
             return f"must be a number of seconds, not {_json_type(value)} ({value!r})"
         if value < 0:
             return f"must not be negative, got {value}" + (" (0 means no limit)" if key.endswith("timeout") else "")
+        return None
+    if kind == "gpu_list":
+        if value is None and key == "gpus":
+            return None  # detect
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                  for v in value):
+            return (f"must be a list of GPU numbers such as [0, 1] (as nvidia-smi counts them), not "
+                    f"{json.dumps(value)}")
+        if len(set(value)) != len(value):
+            return f"lists a GPU twice: {json.dumps(value)}"
         return None
     if kind == "env":
         if not isinstance(value, dict):
