@@ -236,9 +236,6 @@ def comfy_page(chromium: Chromium, comfy_server: ComfyServer) -> Iterator[CdpPag
     client = comfy_server.client()
     # a first visit opens the template browser over the canvas; a user who closed it once has this set
     client.post("/settings/Comfy.TutorialCompleted", True)
-    # each tab starts from an empty canvas: frontend 1.49 would restore the previous test's
-    # workflow after the page is ready, over the one a test loads
-    client.post("/settings/Comfy.Workflow.Persist", False)
     page = chromium.tab()
     try:
         page.navigate(comfy_server.url)
