@@ -337,10 +337,23 @@ def test_a_bad_input_is_refused_clearly_before_anything_runs(case: str, ctx: Ctx
     assert hard.run_folders() == runs_before, "a run folder was made"
 
 
-# A prompt that puts a value into any input of the node (the train node, or the dataset node of a chain).
+def with_options(node_id: str) -> Callable[[Ctx, str, Any], dict[str, Any]]:
+    """A training prompt with one options node (``node_id``) wired into the Train node."""
+    def build(c: Ctx, name: str, value: Any) -> dict[str, Any]:
+        prompt = c.train()
+        prompt["6"] = {"class_type": node_id, "inputs": {name: value}}
+        prompt["5"]["inputs"]["options"] = ["6", 0]
+        return prompt
+    return build
+
+
+# A prompt that puts a value into any input of the node (the train node, the dataset node of a
+# chain, or an options node wired into the train node).
 ANY_INPUT: dict[str, Callable[[Ctx, str, Any], dict[str, Any]]] = {
     "MusubiTrainLoRA": lambda c, name, value: c.train(**{name: value}),
     "MusubiDatasetConfig": lambda c, name, value: c.chain(**{name: value}),
+    **{node: with_options(node) for node in ("MusubiOptimizerOptions", "MusubiMemoryOptions",
+                                            "MusubiTimestepOptions", "MusubiSampleOptions", "MusubiLaunchOptions")},
 }
 
 
