@@ -2,6 +2,7 @@
 """Start a local, pinned ComfyUI 0.3.75 with this pack installed: the README's quick start.
 
     python3 .ci/comfyui.py [--port 8188] [--base-directory DIR] [--musubi-root DIR] [--musubi-venv DIR]
+    python3 .ci/comfyui.py --write-stubs DIR   (torchvision/torchaudio import stubs for another ComfyUI)
 
 The first run sets ComfyUI up under ~/.cache/musubi-tuner-nodes/ (about 1.5 minutes, then
 cached); the server runs until Ctrl-C. It is the same harness the tests use (tests/comfy_harness.py),
@@ -39,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-index-url",
                         help="pip index for torch on a machine without the local torch wheel, e.g. "
                              "https://download.pytorch.org/whl/cpu (part of the cache key)")
+    parser.add_argument("--write-stubs", type=Path, metavar="DIR",
+                        help="only write the torchvision and torchaudio import stubs a CPU-only ComfyUI venv "
+                             "needs into DIR (for MUSUBI_NODES_COMFYUI_STUBS, docs/development.md) and exit")
     parser.add_argument("--folder-name", default=comfy_harness.PACK_FOLDER_NAME,
                         help="folder name of the pack under custom_nodes (default: %(default)s)")
     return parser.parse_args(argv)
@@ -59,6 +63,10 @@ def _stop_on_signal(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.write_stubs is not None:
+        for package in comfy_harness.write_import_stubs(args.write_stubs):
+            print(f"wrote {package}")
+        return 0
     if not port_is_free(args.port):
         print(f"Port {args.port} is in use (another ComfyUI?). Pick another with --port.", file=sys.stderr)
         return 2

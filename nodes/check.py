@@ -24,14 +24,17 @@ def settings():
     Inside ComfyUI the steps may write only into ComfyUI's output and input folders and the
     configured ``output_roots``: those become the settings' output_roots, which pre-flight
     enforces for output and cache folders (anyone who can queue a prompt chooses those paths).
+    Likewise musubi may be given only paths inside those, ComfyUI's models folders and the
+    configured ``read_roots`` to read: the settings' read_roots.
     """
     from dataclasses import replace
 
     from ..executor.setup.settings import load_settings
-    from .guards import write_roots
+    from .guards import read_roots, write_roots
 
     loaded = load_settings(host.pack_directory(), user_config=host.user_config_file())
-    return replace(loaded, output_roots=tuple(write_roots(loaded.output_roots)))
+    return replace(loaded, output_roots=tuple(write_roots(loaded.output_roots)),
+                   read_roots=tuple(read_roots(loaded.output_roots, loaded.read_roots)))
 
 
 def models_text(models: Any) -> tuple[str, bool]:
@@ -60,6 +63,10 @@ def report_text(refresh: bool = False) -> tuple[str, bool]:
         lines += [f"  {source}" for source in s.sources]
         if host.user_config_file():
             lines.append(f"  (settings for this ComfyUI may go in {host.user_config_file()})")
+        from ..executor.setup.probe import roots_lines
+
+        lines += ["folders of this ComfyUI (its own, plus output_roots / read_roots from the settings):",
+                  *roots_lines(s)]
         install = resolve_install(s)
         lines += ["", "musubi-tuner install:", f"  checkout: {install.root}", f"  venv:     {install.venv}",
                   f"  python:   {install.python} ({install.python_version})",

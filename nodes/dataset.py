@@ -110,7 +110,9 @@ class MusubiDatasetConfig:
                     "default": "",
                     "tooltip": "Folder with the images or videos and a caption file next to each "
                                "(same name, caption extension). A relative path is taken inside ComfyUI's "
-                               "input folder. Images without a caption file are skipped by musubi."}),
+                               "input folder. Images without a caption file are skipped by musubi. Outside "
+                               "ComfyUI's input, output and models folders it needs a read_roots entry in the "
+                               "pack's settings."}),
                 "caption_extension": ("STRING", {
                     "default": ".txt", "tooltip": "Extension of the caption files, with the dot."}),
                 "width": ("INT", {"default": 1024, "min": 64, "max": 8192, "step": 16,
@@ -150,7 +152,8 @@ class MusubiDatasetConfig:
                 "control_directory": ("STRING", {
                     "default": "",
                     "tooltip": "Folder with control images (same base names), for edit/control training "
-                               "(FLUX.1 Kontext, Qwen-Image-Edit, Wan one-frame, ...). Empty = none."}),
+                               "(FLUX.1 Kontext, Qwen-Image-Edit, Wan one-frame, ...). Empty = none. Like "
+                               "directory, it must lie in ComfyUI's folders or a read_roots folder."}),
                 "cache_directory": ("STRING", {
                     "default": "",
                     "tooltip": "Where latent and text-encoder caches go. Empty = a folder of its own under "
@@ -162,21 +165,23 @@ class MusubiDatasetConfig:
 
     @classmethod
     def VALIDATE_INPUTS(cls, directory: Optional[str] = None, control_directory: Optional[str] = None,
-                        cache_directory: Optional[str] = None, caption_extension: Optional[str] = None) -> Any:
+                        cache_directory: Optional[str] = None, caption_extension: Optional[str] = None,
+                        source_fps: Optional[float] = None) -> Any:
         # Only these text inputs are named, so ComfyUI still checks every other widget itself.
         from . import guards
 
         problems: list[Optional[str]] = []
         if directory is not None:
-            problems.append(guards.labelled("directory", guards.folder_problem(directory) if directory.strip()
-                                            else "set the folder with your images or videos"))
+            problems.append(guards.labelled("directory", guards.folder_problem(directory, readable=True)
+                                            if directory.strip() else "set the folder with your images or videos"))
         if control_directory and control_directory.strip():
-            problems.append(guards.labelled("control_directory",
-                                            guards.folder_problem(control_directory, "control folder")))
+            problems.append(guards.labelled("control_directory", guards.folder_problem(
+                control_directory, "control folder", readable=True)))
         if cache_directory and cache_directory.strip():
             problems.append(guards.writable_folder_problem(cache_directory, "cache_directory", _output_roots()))
         if caption_extension is not None:
             problems.append(guards.caption_extension_problem(caption_extension))
+        problems += guards.number_problems(cls, {"source_fps": source_fps})
         found = [p for p in problems if p]
         return True if not found else "; ".join(found)
 
@@ -194,7 +199,15 @@ class MusubiDatasetConfig:
               previous: Optional[MusubiDataset] = None) -> tuple[MusubiDataset]:
         from ..executor.musubi.dataset import DatasetSpec, GeneralSpec, build_dataset_config, render_toml, write_atomic
 
+        from . import guards
+
         source = host.resolve_user_path(directory)
+        # wired values skipped VALIDATE_INPUTS
+        bad = guards.finite_problem("source_fps", source_fps) or guards.read_roots_problem(
+            [("directory", source)] + ([("control_directory", host.resolve_user_path(control_directory))]
+                                       if control_directory.strip() else []))
+        if bad:
+            raise user_error(bad, "change the input named above; nothing was run")
         spec: dict[str, Any] = {
             "cache_directory": (host.resolve_user_path(cache_directory) if cache_directory.strip()
                                 else _default_cache_directory(source)),
@@ -248,7 +261,9 @@ class MusubiLoadDatasetConfig:
             "path": ("STRING", {
                 "default": "",
                 "tooltip": "Path of the dataset config file (.toml or .json). A relative path is taken inside "
-                           "ComfyUI's input folder. Paths inside the file should be absolute."}),
+                           "ComfyUI's input folder. Paths inside the file should be absolute. The file and "
+                           "the folders it names must lie in ComfyUI's input, output or models folders or a "
+                           "read_roots folder of the pack's settings."}),
         }}
 
     @classmethod
@@ -258,7 +273,7 @@ class MusubiLoadDatasetConfig:
                 return "set the path of a dataset config (.toml)"
             from . import guards
 
-            return guards.labelled("path", guards.file_problem(path)) or True
+            return guards.labelled("path", guards.file_problem(path, readable=True)) or True
         return True
 
     @classmethod
@@ -280,9 +295,18 @@ class MusubiLoadDatasetConfig:
 
     def load(self, path: str) -> tuple[MusubiDataset]:
         from ..executor.musubi.dataset import load_dataset_config
+        from ..executor.musubi.reads import dataset_reads
+        from . import guards
 
         full = host.resolve_user_path(path)
+        outside = guards.read_roots_problem([("path", full)])  # a wired path skipped VALIDATE_INPUTS
+        if outside:
+            raise user_error(outside, "change the path; nothing was run")
         config = load_dataset_config(full)
+        # the folders and files the config names, before anything counts or lists them
+        outside = guards.read_roots_problem(dataset_reads(config))
+        if outside:
+            raise user_error(f"{os.path.basename(full)}: {outside}", "change the paths in the config; nothing was run")
         if not config.ok:
             raise _problems_error(config, os.path.basename(full))
         dataset = make_dataset(config, full)

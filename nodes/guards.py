@@ -7,16 +7,18 @@ Each check returns None when the value is fine, else the message. ComfyUI is rea
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
-from typing import Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from . import host
 
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux; Windows long paths allow ~32k, nobody types those
 SHOWN_CHARS = 240
 _OPTIMIZER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_GPU_IDS = re.compile(r"^\d{1,4}(,\d{1,4})*$")
 
 
 def shown(text: str) -> str:
@@ -42,9 +44,10 @@ def _text_problem(value: str, what: str) -> Optional[str]:
     return None
 
 
-def folder_problem(value: str, what: str = "folder") -> Optional[str]:
-    """A folder that must exist (dataset, control images)."""
-    problem = _text_problem(value, what)
+def folder_problem(value: str, what: str = "folder", *, readable: bool = False) -> Optional[str]:
+    """A folder that must exist (dataset, control images); ``readable``: and lie inside the read
+    roots (checked before existence, so a refused path does not tell whether it exists)."""
+    problem = _text_problem(value, what) or (readable_problem(value, what) if readable else None)
     if problem:
         return problem
     path = host.resolve_user_path(value)
@@ -55,9 +58,9 @@ def folder_problem(value: str, what: str = "folder") -> Optional[str]:
     return None
 
 
-def file_problem(value: str, what: str = "file") -> Optional[str]:
-    """A file that must exist (a dataset config)."""
-    problem = _text_problem(value, what)
+def file_problem(value: str, what: str = "file", *, readable: bool = False) -> Optional[str]:
+    """A file that must exist (a dataset config, a prompt file); ``readable``: as folder_problem."""
+    problem = _text_problem(value, what) or (readable_problem(value, what) if readable else None)
     if problem:
         return problem
     path = host.resolve_user_path(value)
@@ -90,6 +93,41 @@ def writable_folder_problem(value: str, what: str, configured: Iterable[str]) ->
                 "choose a folder inside one of them, or add the folder to output_roots in the pack's "
                 "settings file on the server")
     return None
+
+
+def read_roots(configured_writes: Iterable[str] = (), configured_reads: Iterable[str] = ()) -> list[str]:
+    """Folders whose files a workflow may have musubi read: ComfyUI's input, output and models
+    folders, the folders the pack may write to (``output_roots``) and every folder named in
+    ``read_roots`` in the settings (server-side files only, never a workflow)."""
+    return list(dict.fromkeys([*write_roots(configured_writes), *host.model_directories(), *configured_reads]))
+
+
+def readable_problem(value: str, what: str) -> Optional[str]:
+    """A path musubi will read (and may echo into the log every client sees) must lie inside
+    the read roots; the message says which line to add to which settings file."""
+    return read_roots_problem([(what, host.resolve_user_path(value))])
+
+
+def read_roots_problem(items: Iterable[tuple[str, str]]) -> Optional[str]:
+    """``(label, path)`` pairs outside the read roots, as one message, or None."""
+    from ..executor.musubi.reads import read_problems
+
+    found = read_problems(items, server_settings())
+    return "; ".join(f"{p.input} {p.message}; {p.fix}" for p in found) or None
+
+
+def server_settings() -> Any:
+    """The settings as the nodes see them; a broken settings file leaves only ComfyUI's own
+    folders (for reading and writing) rather than none."""
+    from ..executor.errors import TrainerError
+    from ..executor.setup.settings import Settings
+    from .check import settings
+
+    try:
+        return settings()
+    except TrainerError:
+        return Settings(output_roots=tuple(write_roots()), read_roots=tuple(read_roots()),
+                        local_config_file=host.user_config_file() or "")
 
 
 def caption_extension_problem(value: str) -> Optional[str]:
@@ -133,4 +171,50 @@ def optimizer_problem(value: str) -> Optional[str]:
     if "." in name and (top in getattr(sys, "stdlib_module_names", ()) or top == "builtins"):
         return (f"optimizer_custom {name!r} names the Python standard library ({top}), which has no "
                 "optimizers: write the optimizer's package.Class, e.g. came_pytorch.CAME")
+    return None
+
+
+def finite_problem(name: str, value: Any) -> Optional[str]:
+    """A FLOAT that is NaN or infinite. JSON prompts may carry ``NaN``/``Infinity`` and ComfyUI's
+    own min/max checks let NaN through (every comparison with it is false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name}: {value} is not a usable number; give a finite number"
+    return None
+
+
+def number_problems(node: type, values: Mapping[str, Any]) -> list[str]:
+    """NaN/infinity, then ComfyUI's own min/max rule, for the FLOAT/INT inputs a node's
+    VALIDATE_INPUTS names: ComfyUI skips its range check for every input VALIDATE_INPUTS receives
+    (execution.py validate_inputs, 0.3.75 and current), so it is repeated here, worded the same."""
+    spec = node.INPUT_TYPES()
+    options = {name: entry[1] if len(entry) > 1 else {}
+               for group in ("required", "optional") for name, entry in spec.get(group, {}).items()}
+    problems = []
+    for name, value in values.items():
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # wired (checked when the node runs)
+        found = finite_problem(name, value)
+        extra = options.get(name, {})
+        if found is None and "min" in extra and value < extra["min"]:
+            found = f"{name}: Value {value} smaller than min of {extra['min']}"
+        elif found is None and "max" in extra and value > extra["max"]:
+            found = f"{name}: Value {value} bigger than max of {extra['max']}"
+        if found:
+            problems.append(found)
+    return problems
+
+
+def gpu_ids_problem(value: Optional[str]) -> Optional[str]:
+    """accelerate's ``--gpu_ids``: empty (all), ``all``, or GPU indexes separated by commas."""
+    if value is None:
+        return None
+    text = value.replace(" ", "")
+    if not text or text == "all":
+        return None
+    if len(text) > 200 or not _GPU_IDS.match(text):
+        return (f"gpu_ids {shown(value)!r} is not a list of GPU numbers: write all, or the GPUs' indexes "
+                "separated by commas, e.g. 0 or 0,1 (empty = all)")
+    ids = text.split(",")
+    if len(set(ids)) != len(ids):
+        return f"gpu_ids {value!r} names a GPU twice: list each GPU once, e.g. 0,1"
     return None

@@ -53,6 +53,18 @@ def input_directory() -> str:
     return folder_paths.get_input_directory()
 
 
+def model_directories() -> list[str]:
+    """Every folder ComfyUI reads models from: ``models/`` and each model type's folders
+    (extra_model_paths.yaml included); not custom_nodes, which ComfyUI lists beside them."""
+    import folder_paths
+
+    found = [folder_paths.models_dir]
+    for name, entry in getattr(folder_paths, "folder_names_and_paths", {}).items():
+        if name != "custom_nodes":
+            found += [folder for folder in entry[0] if isinstance(folder, str)]
+    return list(dict.fromkeys(found))
+
+
 def runs_directory() -> str:
     """``<output>/musubi-tuner/runs``: one folder per launched (or dry-run) step."""
     return os.path.join(output_directory(), PACK_FOLDER, "runs")
@@ -109,6 +121,17 @@ def progress_bar(total: int, node_id: Optional[str]) -> Any:
     import comfy.utils
 
     return comfy.utils.ProgressBar(total, node_id=node_id)
+
+
+def bar_throttle() -> tuple[float, float]:
+    """(seconds, percent): the smallest gap and move between two ProgressBar updates that
+    ComfyUI passes on; newer versions drop the others (comfy/utils.py); 0.3.75 has no limits."""
+    try:
+        import comfy.utils
+    except ImportError:
+        return 0.0, 0.0
+    return (float(getattr(comfy.utils, "PROGRESS_THROTTLE_MIN_INTERVAL", 0.0) or 0.0),
+            float(getattr(comfy.utils, "PROGRESS_THROTTLE_MIN_PERCENT", 0.0) or 0.0))
 
 
 def send_text(text: str, node_id: Optional[str]) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from . import host
+from . import host, registry
 from .deferred import catalogue
 from .errors import user_error
 from .fingerprint import digest, file_state
@@ -24,29 +23,13 @@ if TYPE_CHECKING:
 NONE = "(none)"
 CATEGORY = "Musubi Tuner/Models"
 
-# (catalogue id, display name, media) of every architecture: all that registering the nodes
-# needs, so ComfyUI's start does not build the catalogue (nodes/deferred.py; it loads on first
-# INPUT_TYPES, validation or run). tests/test_pack_import.py checks this list against it.
-ARCHITECTURES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("hv", "HunyuanVideo", ("image", "video")),
-    ("hv15", "HunyuanVideo 1.5", ("image", "video")),
-    ("wan", "Wan 2.1 / 2.2", ("image", "video")),
-    ("framepack", "FramePack", ("image", "video")),
-    ("flux_kontext", "FLUX.1 Kontext", ("image",)),
-    ("flux_2", "FLUX.2", ("image",)),
-    ("qwen_image", "Qwen-Image", ("image",)),
-    ("zimage", "Z-Image", ("image",)),
-    ("kandinsky5", "Kandinsky 5", ("image", "video")),
-    ("ideogram4", "Ideogram 4", ("image",)),
-    ("krea2", "Krea 2", ("image",)),
-    ("hidream_o1", "HiDream-O1-Image", ("image",)),
-)
+# The architectures' index lives with the registry (ComfyUI's start reads only that).
+ARCHITECTURES = registry.ARCHITECTURES
 
 
 def node_id(arch: Architecture | str) -> str:
     """``MusubiModels<Id>`` for an architecture (or its catalogue id)."""
-    arch_id = arch if isinstance(arch, str) else arch.id
-    return "MusubiModels" + "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", arch_id) if p)
+    return registry.models_node_id(arch if isinstance(arch, str) else arch.id)
 
 
 def no_files_choice(folder: str) -> str:
@@ -287,7 +270,7 @@ def generate() -> tuple[dict[str, type], dict[str, str]]:
     for arch_id, display_name, media in ARCHITECTURES:
         nid = node_id(arch_id)
         classes[nid] = type(nid, (ModelsNodeBase,), {"ARCH": arch_id, "DESCRIPTION": _description(display_name, media)})
-        names[nid] = f"Musubi Models ({display_name})"
+        names[nid] = registry.models_display_name(display_name)
     return classes, names
 
 

@@ -110,7 +110,8 @@ def _samples(listing: bool = True) -> dict[str, Any]:
                                 "does without the LoRA)."),
         "sample_prompts_file": _opt("STRING", "", "A prompt file musubi reads (.txt with one prompt per line, "
                                     ".toml or .json) instead of the Train node's sample_prompts text; a "
-                                    "relative path is in ComfyUI's input folder."),
+                                    "relative path is in ComfyUI's input folder. It must lie in ComfyUI's input, "
+                                    "output or models folders or a read_roots folder of the pack's settings."),
     }
 
 
@@ -232,12 +233,22 @@ def check_values(specs: Mapping[str, Any], values: Mapping[str, Any]) -> list[st
     return problems
 
 
+# Text inputs checked when queued (ComfyUI checks no text): an optimizer class path, GPU indexes,
+# a prompt file that must exist inside the folders the pack may read.
+TEXT_CHECKED = ("optimizer_custom", "gpu_ids", "sample_prompts_file")
+
+
 def text_problems(values: Mapping[str, Any]) -> list[str]:
     from . import guards
 
     custom = values.get("optimizer_custom")
-    found = guards.optimizer_problem(custom) if isinstance(custom, str) else None
-    return [found] if found else []
+    found = [guards.optimizer_problem(custom) if isinstance(custom, str) else None,
+             guards.gpu_ids_problem(values.get("gpu_ids")) if isinstance(values.get("gpu_ids"), str) else None]
+    prompts = values.get("sample_prompts_file")
+    if isinstance(prompts, str) and prompts.strip():
+        found.append(guards.labelled("sample_prompts_file",
+                                     guards.file_problem(prompts, "sample_prompts_file", readable=True)))
+    return [f for f in found if f]
 
 
 def merge(own: Mapping[str, Any], options: Optional[TrainingOptions]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -279,7 +290,7 @@ class _Validation:
 
     def __get__(self, instance: Any, owner: type) -> Callable[..., Any]:
         specs = owner.SUBJECT.inputs()
-        names = [n for n, spec in specs.items() if spec[0] == "FLOAT" or n == "optimizer_custom"]
+        names = [n for n, spec in specs.items() if spec[0] == "FLOAT" or n in TEXT_CHECKED]
 
         def validate(**values: Any) -> Any:
             found = check_values(specs, values) + text_problems(values)

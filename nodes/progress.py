@@ -78,8 +78,13 @@ class StepReporter:
     Caching: musubi's caching bar has no total and counts bucket batches, one bar per
     dataset; the node's bar shows the batches done over the batches expected from the
     dataset's item counts (``expected``), falling back to the ``found N images`` counts.
-    Bar updates and text are rate-limited; the first update, the last one (value == max)
-    and phase changes always go out. ``finish``/``fail`` flush the final state.
+    The bar and the text are one picture: the text names the step the bar shows (the last
+    bar update sent), and a bar update takes the text with it at once, so a user never sees the
+    bar at step n beside a text that says another step, whichever of them is rate-limited or
+    waiting. Bar moves and text-only changes (log lines) are rate-limited separately; the first
+    bar update, the last one (value == max) and phase changes go out at once (a bar move that
+    ComfyUI's own throttle would drop waits for the next event or poll). ``finish``/``fail``
+    flush the final state.
     """
 
     def __init__(self, node_id: Optional[str], *, step: str, interval: float = 0.5,
@@ -89,7 +94,8 @@ class StepReporter:
                  interrupted: Callable[[], bool] = host.interrupted,
                  send_event: Callable[[str, dict], None] = host.send_event,
                  prompt_id: Callable[[], Optional[str]] = host.prompt_id,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 bar_throttle: Callable[[], tuple[float, float]] = host.bar_throttle) -> None:
         from ..executor.runs.history import LossRecorder
         from ..executor.runs.speed import StepRate
 
@@ -102,6 +108,13 @@ class StepReporter:
         self._clock = clock
         self._bar_limit = RateLimiter(interval, clock)
         self._text_limit = RateLimiter(interval, clock)
+        self._bar_at: Optional[float] = None  # when the bar was last sent
+        # Newer ComfyUI's ProgressBar silently drops an update within its minimum interval of
+        # the last one or smaller than its minimum percent (first, final and preview updates
+        # excepted): such a move is not sent at all, so the text never names a step the bar
+        # was not given. A little more than the interval keeps clock jitter out of it.
+        interval_min, self._bar_min_percent = bar_throttle()
+        self._bar_gap = interval_min * 1.5
         self._bar: Any = None
         self._bar_sent: Optional[tuple[int, int]] = None
         self.value = 0
@@ -136,7 +149,9 @@ class StepReporter:
     def should_cancel(self) -> bool:
         if self._interrupted():
             return True
-        # Also called while the child is silent: the time to look for new sample images.
+        # Also called while the child is silent: the time to send what had to wait (the bar's
+        # gap, the rate limit) and to look for new sample images.
+        self._publish(force=False)
         self._tick()
         return False
 
@@ -197,12 +212,17 @@ class StepReporter:
             return False
         if self._bar is None:
             self._bar = self._bar_factory(total, self.node_id)
-        value = min(int(self.value), total)
+        # The preview keeps the bar where it is: ComfyUI encodes the image between sending the
+        # bar and anything sent after it (tens of ms, far more on a busy machine), so a bar moved
+        # with a preview would stand beside the old step's text all that time. Bar moves go with
+        # their text (_publish).
+        value, total = self._bar_sent or (min(int(self.value), total), total)
         # ComfyUI scales a preview to max_size, also up: a small sample keeps its size
         self._bar.update_absolute(value, total, ("JPEG", image, min(PREVIEW_MAX, max(image.size))))
-        self._bar_limit.mark()
+        self._bar_at = self._clock()
         self._bar_sent = (value, total)
         self.previews_sent += 1
+        self._send_text_now(self.text())  # the first bar may have come with this preview
         return True
 
     # --- start / end ---------------------------------------------------------------------
@@ -275,15 +295,16 @@ class StepReporter:
         self.detail = _bar_detail(p)
 
     def _publish(self, *, force: bool, bar: bool = True) -> None:
-        moved = bool(bar and self.total) and self._update_bar(force)
-        text = self.text()
-        # The text follows a bar update at once, so log lines (which also refresh the text,
-        # rate-limited) never leave the bar at step n beside a text that still says n-1.
+        state = self._bar_state() if bar else None
+        moved = False
+        if state is not None and state != self._bar_sent:
+            first, last = self._bar_sent is None, state[0] >= state[1]
+            if force or first or last or self._bar_limit.ready():
+                moved = self._send_bar(state)
+        text = self.text()  # it names the step the bar shows, so it may go out on its own
         if text != self._text_sent and (force or moved or self._text_limit.ready()):
-            self._send_text(text, self.node_id)
+            self._send_text_now(text)
             self._text_limit.mark()
-            self._text_sent = text
-            self.texts_sent += 1
         if self.node_id is None:
             return
         event = self.event()
@@ -316,16 +337,20 @@ class StepReporter:
             "latest_sample": self.latest_sample,
         }
 
-    def _update_bar(self, force: bool) -> bool:
-        """Send the bar if it changed (rate-limited); True when it was sent."""
+    def _bar_state(self) -> Optional[tuple[int, int]]:
+        """(value, total) the bar shows now, or None before the total is known."""
         total = int(self.total or 0)
-        value = min(int(self.value), total)
-        state = (value, total)
-        if state == self._bar_sent:
-            return False
-        last = value >= total
-        if not (force or last or self._bar_sent is None or self._bar_limit.ready()):
-            return False
+        return (min(int(self.value), total), total) if total > 0 else None
+
+    def _send_bar(self, state: tuple[int, int]) -> bool:
+        """Send the bar now; False when it has to wait (and so does the text)."""
+        value, total = state
+        first, last = self._bar_sent is None, value >= total
+        if not (first or last) and self._bar_sent is not None:
+            if self._bar_at is not None and self._clock() - self._bar_at < self._bar_gap:
+                return False  # ComfyUI would drop it; the next event or poll sends it
+            if (value - self._bar_sent[0]) * 100 < self._bar_min_percent * total:
+                return False  # too small a move for ComfyUI; it goes with a later one
         if self._interrupted():
             # Leave the Cancel to the executor's next poll of should_cancel: it ends the run
             # as "cancelled" (result.json says so) instead of through the bar hook's exception.
@@ -335,12 +360,19 @@ class StepReporter:
         # The hook raises InterruptProcessingException when ComfyUI's Cancel was pressed;
         # it must propagate through executor.run, which kills the tree first.
         self._bar.update_absolute(value, total)
+        self._bar_at = self._clock()
         self._bar_limit.mark()
         self._bar_sent = state
         return True
 
     def _timed(self) -> bool:
         return self.phase in ("training", "caching")
+
+    def _send_text_now(self, text: str) -> None:
+        if text != self._text_sent:
+            self._send_text(text, self.node_id)
+            self._text_sent = text
+            self.texts_sent += 1
 
     def text(self) -> str:
         """The progress text shown on the node."""
@@ -349,9 +381,10 @@ class StepReporter:
         parts = [head]
         if self.epoch and self.step == "train":
             parts.append(f"epoch {self.epoch[0]}/{self.epoch[1]}")
-        if self.total:
+        shown = self._bar_sent or self._bar_state()  # the step the bar shows, once there is one
+        if shown:
             unit = "step" if self.step == "train" else "batch"
-            parts.append(f"{unit} {min(self.value, self.total)}/{self.total}")
+            parts.append(f"{unit} {shown[0]}/{shown[1]}")
         if self._timed():
             p = self.progress
             rate = format_rate(self.speed.rate, (p.unit if p is not None else "") or "it")

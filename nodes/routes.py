@@ -11,7 +11,6 @@ import os
 import sys
 from typing import Any, Optional
 
-from . import host
 
 ROUTE = "/musubi-tuner/runs"
 RECOMMENDED_ROUTE = "/musubi-tuner/recommended"
@@ -36,6 +35,8 @@ def register() -> bool:
         limit = _int_query(request, "limit", 50)
         if limit is None or not 1 <= limit <= MAX_LIST:
             return web.json_response({"error": f"limit must be a whole number from 1 to {MAX_LIST}"}, status=400)
+        from . import host
+
         return web.json_response(await asyncio.to_thread(runs_listing, host.runs_directory(), limit))
 
     @instance.routes.get(ROUTE + "/{run_id}")
@@ -44,6 +45,8 @@ def register() -> bool:
         if since is None or since < 0:
             return web.json_response({"error": "since must be a step number (0 or more)"}, status=400)
         with_history = request.query.get("history", "1") not in ("0", "false", "no")
+        from . import host
+
         status, body = await asyncio.to_thread(run_report, host.runs_directory(), request.match_info["run_id"],
                                                since, with_history)
         return web.json_response(body, status=status)

@@ -23,6 +23,8 @@ from .options import LEGACY_NAMES, check_values, merge, moved_inputs, text_probl
 from .trainargs import sample_options, train_options, training_models, used_values, written_prompts  # noqa: F401
 from .values import DATASET_TYPE, MODELS_TYPE, OPTIONS_TYPE, MusubiDataset, MusubiModels, TrainingOptions
 
+# Essential FLOAT inputs: NaN/infinity passes ComfyUI's range check, so they are checked again.
+FLOATS = ("network_alpha", "learning_rate")
 RUN_AS = ["wait", "background"]
 
 
@@ -121,12 +123,13 @@ class _TrainValidation:
             found = [guards.labelled("output_name", guards.output_name_problem(output_name))
                      if output_name is not None else None, resuming.problem(resume)]
             found += check_values(legacy_specs(), legacy) + text_problems(legacy)
+            found += guards.number_problems(owner, {k: legacy.pop(k, None) for k in FLOATS})
             found = [p for p in found if p]
             return True if not found else "; ".join(found)
 
         validate.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
             inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
-            for n in ("output_name", "resume") + LEGACY_NAMES])
+            for n in ("output_name", "resume") + FLOATS + LEGACY_NAMES])
         return validate
 
 
@@ -187,6 +190,8 @@ class MusubiTrainLoRA:
         # "../../x" into "x".
         problem = (guards.output_name_problem(output_name)
                    or guards.optimizer_problem(inputs.get("optimizer_custom") or "")
+                   or guards.gpu_ids_problem(inputs.get("gpu_ids"))
+                   or next(iter(guards.number_problems(type(self), {k: inputs.get(k) for k in FLOATS})), None)
                    or resuming.problem(inputs.get("resume")))
         if problem:
             raise user_error(problem, "change the input named above; nothing was run")

@@ -232,6 +232,26 @@ _SIGNATURE_TABLE: tuple[Signature, ...] = (
          "This model file is already in fp8. Turn off fp8_scaled (keep fp8_base), or use the bf16/fp16 file."),
     _sig("mixed_precision_mismatch", r"DiT weights are in bf16, mixed precision must be bf16 or no",
          "This model file is bf16. Set mixed precision to bf16 (or no)."),
+    # A dtype clash in the forward pass: the settings disagree with the DiT file's dtype (PyTorch's
+    # messages for matmul/linear, convolutions, attention and fp8 type promotion), or fp8 weights
+    # reach an operation this GPU or precision cannot compute in fp8.
+    _sig("fp8_unsupported",
+         r"not implemented for 'Float8_e\dm\d\w*'|_scaled_mm is only supported on CUDA devices with compute"
+         r"|Float8 types? (?:is|are) not supported",
+         "fp8 weights reached an operation this GPU (or the CPU) cannot compute in fp8 with these settings. "
+         "Set fp8 to off and train from a bf16 or fp16 DiT file with mixed_precision bf16 (fp16 for an fp16 "
+         "file), or keep fp8 with fp8_base + fp8_scaled, which stores the weights in fp8 but computes in "
+         "mixed_precision; computing in fp8 itself needs a GPU of compute capability 8.9 or newer (RTX 40xx, "
+         "H100). An fp8 DiT file needs fp8_base on."),
+    _sig("dtype_mismatch",
+         r"mat1 and mat2 (?:must )?(?:to )?have the same dtype|expected scalar type \w+ but found \w+"
+         r"|Input type \(.+\) and (?:weight|bias) type \(.+\) should be the same"
+         r"|Expected query, key,? and value to have the same dtype|Promotion for Float8 Types is not supported",
+         "The DiT computed with two different number types (dtypes) at once, so the precision settings do "
+         "not fit the DiT file's dtype. Make them agree: mixed_precision bf16 for a bf16 DiT file (fp16 for "
+         "an fp16 file, or no for fp32); for an fp8 DiT file turn fp8 on (fp8_base), for a bf16/fp16 file "
+         "try fp8 off or fp8_base + fp8_scaled; and pick the DiT file made for the selected model type "
+         "(not a file converted to another dtype)."),
     _sig("block_swap_limit", r"Cannot swap more than (?P<max>\d+)",
          "blocks_to_swap is larger than this model allows. Set blocks_to_swap to {max} or less."),
     _sig("block_swap_limit", r"--blocks_to_swap for Ideogram 4 must be <= (?P<max>\d+)",

@@ -1,4 +1,4 @@
-"""Argument cases shared by test_catalogue.py (recorded flag facts) and test_real_musubi.py
+"""Argument cases used by both test_catalogue.py (recorded flag facts) and test_real_musubi.py
 (the real scripts' parsers): every selector combination, and every option a step takes."""
 
 from __future__ import annotations

@@ -3,8 +3,10 @@ against the ComfyUI frontend.
 
 Owns: starting Chromium in its own process group with a fresh profile, opening tabs, and the few
 CDP calls the tests need (navigate, evaluate JavaScript, wait for a condition, mouse and keys,
-screenshots). Uses websocket-client (the test dependency the API client already needs); no
-npm, no browser download. Imports nothing of the pack or of ComfyUI.
+screenshots), plus what a user does in ComfyUI's frontend that differs between its versions
+(1.32 in ComfyUI 0.3.75, 1.49 in 0.33): closing the announcement banner, the template browser.
+Uses websocket-client (the test dependency the API client already needs); no npm, no browser
+download. Imports nothing of the pack or of ComfyUI.
 """
 
 from __future__ import annotations
@@ -256,3 +258,55 @@ class CdpPage:
             params["windowsVirtualKeyCode"] = key_code
         self.send("Input.dispatchKeyEvent", type="keyDown", **params)
         self.send("Input.dispatchKeyEvent", type="keyUp", **params)
+
+
+# -- ComfyUI's frontend --------------------------------------------------------------------------
+
+# The frontend is ready when its app object has a graph, the node definitions are registered and
+# the first workflow tab is open: until then frontend 1.49 (ComfyUI 0.33) ignores clicks on the
+# canvas and the sidebar (about 0.5 s after the rest).
+FRONTEND_READY = ("window.app && window.app.vueAppReady && window.app.graph && window.LiteGraph"
+                  " && Object.keys(LiteGraph.registered_node_types).length > 0"
+                  " && (!app.extensionManager?.workflow || !!app.extensionManager.workflow.activeWorkflow)")
+TEMPLATES_BUTTON = "button.templates-tab-button"  # the sidebar's Templates button (1.32 and 1.49)
+TEMPLATES_OPEN = "!!document.querySelector('[data-testid=template-workflows-content]')"
+
+
+def center(page: CdpPage, selector: str) -> tuple[float, float]:
+    """Where a real click on the element lands (its centre, in CSS pixels)."""
+    box = page.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+                        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    return box[0], box[1]
+
+
+def dismiss_banner(page: CdpPage) -> None:
+    """Close the frontend's "Nodes 2.0" announcement, which covers the top of every screenshot."""
+    page.evaluate("document.querySelector('.bg-gradient-to-r button.absolute')?.click()")
+
+
+def open_template(page: CdpPage, name: str, node_types: list[str], shot: Path | None = None) -> None:
+    """Open the template browser from the sidebar, wait for the card of template `name` (and its
+    thumbnail), click it and wait until the canvas holds exactly ``node_types``.
+
+    Both frontends name the browser ``template-workflows-content`` and a card
+    ``template-workflow-<name>``. Frontend 1.49 lets a click on the Templates button soon after
+    the app is ready pass without opening the browser (its start-up work still runs; a later
+    click opens it), so the button is clicked again, as a user would, until the browser shows."""
+    for attempt in range(4):
+        page.click(*center(page, TEMPLATES_BUTTON))
+        try:
+            page.wait_for(TEMPLATES_OPEN, timeout=5 if attempt < 3 else 20)
+            break
+        except BrowserError:
+            if attempt == 3:
+                raise
+    card = f'[data-testid="template-workflow-{name}"]'
+    page.wait_for(f"document.querySelector({json.dumps(card)})", timeout=20)
+    page.wait_for(f"(() => {{ const img = document.querySelector({json.dumps(card + ' img')});"
+                  " return img && img.complete && img.naturalWidth > 0; })()", timeout=20)
+    if shot is not None:
+        page.screenshot(shot)
+    page.click(*center(page, card))
+    page.wait_for(f"!({TEMPLATES_OPEN})", timeout=20)
+    as_js = json.dumps(json.dumps(sorted(node_types), separators=(",", ":")))  # the string JSON.stringify gives
+    page.wait_for(f"JSON.stringify(app.graph._nodes.map(n => n.type).sort()) === {as_js}", timeout=20)

@@ -9,7 +9,7 @@ Fixtures:
 - ``comfy_servers`` (session): a factory, ``comfy_servers.start(name, **ComfyServer kwargs)``,
   for tests that need their own server (a clone instead of the symlink, a fake musubi venv in
   ``env``); every server it started is stopped at the end of the session.
-- ``comfy_server`` (session): the shared server, this checkout symlinked as
+- ``comfy_server`` (session): the common server, this checkout symlinked as
   ``custom_nodes/musubi-tuner-nodes``, plus the test-only ``HarnessProbe`` node
   (tests/fixtures/comfy_probe/harness_probe.py).
 - ``comfy_client`` (function): a ComfyClient for ``comfy_server`` with a fresh client id.
@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from comfy_browser import BrowserError, CdpPage, Chromium, find_chromium
+from comfy_browser import FRONTEND_READY, BrowserError, CdpPage, Chromium, find_chromium
 from comfy_harness import (
     PACK_FOLDER_NAME,
     PROJECT_ROOT,
@@ -161,7 +161,7 @@ def comfy_servers(comfy_install: ComfyInstall, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture(scope="session")
 def comfy_server(comfy_servers: ServerFactory) -> ComfyServer:
-    return comfy_servers.start("shared", pack_dir=PROJECT_ROOT, folder_name=PACK_FOLDER_NAME,
+    return comfy_servers.start("common", pack_dir=PROJECT_ROOT, folder_name=PACK_FOLDER_NAME,
                                extra_custom_nodes={PROBE_NODE.name: PROBE_NODE})
 
 
@@ -231,19 +231,11 @@ def pack_node_ids(client: ComfyClient, folder_name: str = PACK_FOLDER_NAME) -> l
     return sorted(name for name, node in client.object_info().items() if node.get("python_module") == module)
 
 
-# The frontend is ready when its app object has a graph and the node definitions are registered.
-FRONTEND_READY = ("window.app && window.app.vueAppReady && window.app.graph && window.LiteGraph"
-                  " && Object.keys(LiteGraph.registered_node_types).length > 0")
-
-
 @pytest.fixture
 def comfy_page(chromium: Chromium, comfy_server: ComfyServer) -> Iterator[CdpPage]:
     client = comfy_server.client()
     # a first visit opens the template browser over the canvas; a user who closed it once has this set
     client.post("/settings/Comfy.TutorialCompleted", True)
-    # each tab starts from an empty canvas: frontend 1.49 would restore the previous test's
-    # workflow after the page is ready, over the one a test loads
-    client.post("/settings/Comfy.Workflow.Persist", False)
     page = chromium.tab()
     try:
         page.navigate(comfy_server.url)

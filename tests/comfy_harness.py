@@ -295,6 +295,19 @@ def ensure_comfyui(*, torch_requirement: str = TORCH_REQUIREMENT, torch_index_ur
     return install
 
 
+def write_import_stubs(folder: Path, names: tuple[str, ...] = ("torchvision", "torchaudio")) -> list[Path]:
+    """Import stubs (TORCHVISION_STUB, which works for any package name) for a CPU-only ComfyUI venv
+    whose ComfyUI imports these at start (current ComfyUI also imports torchaudio); the folder
+    goes on the server's PYTHONPATH (MUSUBI_NODES_COMFYUI_STUBS)."""
+    written = []
+    for name in names:
+        package = Path(folder).expanduser() / name
+        package.mkdir(parents=True, exist_ok=True)
+        (package / "__init__.py").write_text(TORCHVISION_STUB.replace("torchvision", name), encoding="utf-8")
+        written.append(package)
+    return written
+
+
 def existing_comfyui() -> ComfyInstall | None:
     """The ComfyUI named by MUSUBI_NODES_COMFYUI_DIR instead of the pinned one, or None.
 

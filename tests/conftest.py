@@ -1,4 +1,4 @@
-"""Test set-up shared by every test file.
+"""Test set-up common to every test file.
 
 The project root is on sys.path (pyproject's ``pythonpath``), so tests import
 ``parsers`` and ``executor`` as top-level packages. Executor tests must see the
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED = PROJECT_ROOT.parent / "shared"
-CAPTURES = SHARED / "captures"
+# Raw output of the real musubi-tuner, recorded (tests/fixtures/captures/README.md says how).
+CAPTURES = PROJECT_ROOT / "tests" / "fixtures" / "captures"
 
-# Shared fixtures: the real-ComfyUI server (comfy_fixtures) and the fake musubi venv (fakes),
+# Fixtures for many test files: the real-ComfyUI server (comfy_fixtures) and the fake musubi venv (fakes),
 # registered here so pytest rewrites their asserts before any test module imports them.
 pytest_plugins = ["comfy_fixtures", "fakes"]
 
@@ -57,6 +57,4 @@ def _no_inherited_unbuffered(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def captures_dir() -> Path:
-    if not CAPTURES.is_dir():
-        pytest.skip("../shared/captures is not available")
     return CAPTURES

@@ -57,6 +57,24 @@ __version__ = "2.14.1+fake"
 from . import cuda, version  # noqa: E402,F401
 '''
 
+# No CUDA, unless FAKE_TORCH_CUDA_DEVICES=N (in the settings' env) makes the probe see N fake GPUs.
+TORCH_CUDA_STUB = '''import os
+
+_COUNT = int(os.environ.get("FAKE_TORCH_CUDA_DEVICES", "0") or 0)
+
+
+def is_available():
+    return _COUNT > 0
+
+
+def device_count():
+    return _COUNT
+
+
+def get_device_name(index=0):
+    return "Fake GPU %d" % index
+'''
+
 
 @dataclass(frozen=True)
 class FakeMusubi:
@@ -200,8 +218,7 @@ def build_fake_musubi(base: Path, python: str = sys.executable) -> FakeMusubi:
     (torch / "cuda").mkdir(parents=True, exist_ok=True)
     (torch / "__init__.py").write_text(TORCH_STUB, encoding="utf-8")
     (torch / "version.py").write_text('cuda = None\n__version__ = "2.14.1+fake"\n', encoding="utf-8")
-    (torch / "cuda" / "__init__.py").write_text(
-        "def is_available():\n    return False\n\n\ndef device_count():\n    return 0\n", encoding="utf-8")
+    (torch / "cuda" / "__init__.py").write_text(TORCH_CUDA_STUB, encoding="utf-8")
 
     if sys.version_info < (3, 11):  # the fake reads TOML with tomllib, or tomli before 3.11
         import tomli  # a runtime dependency of the pack on 3.10

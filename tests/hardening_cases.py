@@ -19,6 +19,9 @@ FAULTS: dict[str, tuple[str, str]] = {
                 "execution_error: 'Training failed ...: killed by SIGSEGV', the log's path; no LoRA delivered"),
     "sigkill": ("the trainer is killed by SIGKILL (the OOM killer)",
                 "execution_error naming SIGKILL with the 'ran out of system RAM' hint"),
+    "dtype_clash": ("the forward pass fails on a dtype clash (mat1/mat2 dtypes, fp8 weights the GPU cannot compute)",
+                    "execution_error with the trainer's line and a hint naming fp8, mixed_precision and the DiT "
+                    "file's dtype; no LoRA delivered"),
     "exit0_no_lora": ("training exits 0 without writing the LoRA",
                       "execution_error 'train exited 0 but produced no output'; result.json status no_output"),
     "exit0_no_cache": ("latent caching exits 0 without writing cache files",
@@ -53,6 +56,9 @@ FAULTS: dict[str, tuple[str, str]] = {
 # case -> (node.input = value, channel)
 BAD_INPUTS: dict[str, tuple[str, str]] = {
     "dataset_dir_empty": ("MusubiDatasetConfig.directory = ''", "http_400"),
+    "dataset_dir_outside_read_roots": ("directory = a folder of images outside ComfyUI's folders and read_roots",
+                                       "http_400"),
+    "control_dir_outside_read_roots": ("control_directory = a folder outside the read roots", "http_400"),
     "dataset_dir_dotdot_missing": ("directory = '../../../no/such/folder'", "http_400"),
     "dataset_dir_is_file": ("directory = an image file", "http_400"),
     "dataset_dir_nul": ("directory with a NUL byte", "http_400"),
@@ -73,6 +79,11 @@ BAD_INPUTS: dict[str, tuple[str, str]] = {
     "frame_extraction_injection": ("frame_extraction = 'head; rm -rf /'", "http_400"),
     "toml_not_a_dataset": ("MusubiLoadDatasetConfig.path = a TOML that is no dataset config", "execution_error"),
     "toml_path_is_folder": ("path = a folder", "http_400"),
+    "toml_path_outside_read_roots": ("path = a dataset TOML outside the read roots", "http_400"),
+    "toml_lists_folder_outside_read_roots": ("a dataset TOML in input/ whose image_directory is outside the read roots",
+                                             "execution_error"),
+    "toml_jsonl_lists_files_outside_read_roots": ("a JSONL dataset in input/ that lists images outside the read roots",
+                                                  "execution_error"),
     "toml_path_dash": ("path = '-h'", "http_400"),
     "toml_path_nul": ("path with a NUL byte", "http_400"),
     "toml_syntax_error": ("path = a TOML with a syntax error", "execution_error"),
@@ -83,6 +94,8 @@ BAD_INPUTS: dict[str, tuple[str, str]] = {
     "selector_not_in_list": ("task = 't2v-999B'", "http_400"),
     "hf_id_flag_injection": ("MusubiModelsKandinsky5.text_encoder_qwen = '--config_file=/tmp/x'",
                              "execution_error"),
+    "hf_id_local_folder_outside_read_roots": ("MusubiModelsKandinsky5.text_encoder_qwen = a local folder outside "
+                                              "the read roots (not a Hugging Face id)", "execution_error"),
     "name_dotdot": ("MusubiTrainLoRA.output_name = '../../evil'", "http_400"),
     "name_separators": ("output_name = 'sub/dir\\\\name'", "http_400"),
     "name_con": ("output_name = 'CON'", "http_400"),
@@ -106,6 +119,11 @@ BAD_INPUTS: dict[str, tuple[str, str]] = {
     "extra_shell_chain": ("extra_args = '--max_grad_norm 1; touch /tmp/pwned'", "execution_error"),
     "extra_nul": ("extra_args with a NUL byte", "execution_error"),
     "extra_unclosed_quote": ("extra_args = '--metadata_title \"open'", "execution_error"),
+    "prompt_file_outside_read_roots": ("sample_prompts_file = a text file outside the read roots (musubi logs "
+                                       "every prompt)", "http_400"),
+    "prompt_file_dotdot": ("sample_prompts_file = '../../../../../../../../etc/hostname'", "http_400"),
+    "prompt_file_wired_outside": ("sample_prompts_file wired from a PrimitiveString node, outside the read roots",
+                                  "execution_error"),
     "resume_is_file": ("resume = a file's path instead of a run from the list", "http_400"),
     "resume_dash_missing": ("resume = '-x'", "http_400"),
     "resume_planted_state": ("resume = a complete-looking state folder in input/ (where /upload/image writes)",
@@ -114,7 +132,13 @@ BAD_INPUTS: dict[str, tuple[str, str]] = {
     "optimizer_custom_stdlib": ("optimizer_custom = 'os.system'", "http_400"),
     "optimizer_custom_garbage": ("optimizer_custom = 'x; rm -rf /'", "http_400"),
     "optimizer_args_unclosed": ("optimizer_args = 'betas=\"(0.9'", "execution_error"),
-    "gpu_ids_injection": ("gpu_ids = '0; rm -rf /'", "execution_error"),
+    "gpu_ids_injection": ("gpu_ids = '0; rm -rf /'", "http_400"),
+    "gpu_ids_not_numbers": ("gpu_ids = 'cuda:0'", "http_400"),
+    "gpu_ids_beyond_gpu_count": ("gpu_ids = '0,3' when the venv sees 2 GPUs", "execution_error"),
+    "learning_rate_nan": ("learning_rate = NaN (JSON allows it; every range check passes NaN)", "http_400"),
+    "network_alpha_infinite": ("network_alpha = Infinity", "http_400"),
+    "discrete_flow_shift_minus_infinity": ("discrete_flow_shift = -Infinity", "http_400"),
+    "source_fps_nan": ("MusubiDatasetConfig.source_fps = NaN", "http_400"),
     "network_dim_negative": ("network_dim = -1", "http_400"),
     "learning_rate_too_big": ("learning_rate = 5.0", "http_400"),
     "seed_negative": ("seed = -1", "http_400"),
@@ -145,6 +169,9 @@ SECURITY: dict[str, str] = {
                                        "file",
     "only_catalogue_scripts": "only scripts named by the catalogue, inside <root>/src/musubi_tuner, are run",
     "writes_stay_in_roots": "a full run writes only under ComfyUI's output/input folders and models/loras/musubi-tuner",
+    "reads_stay_in_roots": "no workflow makes musubi read (and echo) a file outside ComfyUI's input/output/models "
+                           "folders or the read_roots of the server's settings; the refusal names the line that "
+                           "allows a folder, and that line works",
     "no_eval_exec": "no eval/exec/compile in the pack (AST) and ruff S102,S307,E702 is clean",
     "no_runtime_install": "no subprocess call installs anything (no pip/ensurepip/uv); no shell; argv lists only",
     "only_recorded_states": "resume loads only training states the pack recorded as musubi wrote them (path, "

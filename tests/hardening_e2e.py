@@ -1,4 +1,4 @@
-"""Shared set-up of the hardening catalogue's tests against a real ComfyUI (pytest plugin).
+"""Common set-up of the hardening catalogue's tests against a real ComfyUI (pytest plugin).
 
 One ComfyUI server for the session whose base folder, and the fake musubi-tuner checkout and venv
 it runs, all live under paths with spaces and non-ASCII characters, so every catalogue case

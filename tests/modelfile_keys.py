@@ -1,5 +1,5 @@
 """Key sets of real model files, as the reference notes describe them
-(../shared/reference/model-files.md, §3-§5): names, shapes and dtypes of the tensors that tell
+(the project's reference notes on model files, §3-§5): names, shapes and dtypes of the tensors that tell
 component, architecture and variant apart, plus a few others. Per-block keys are kept to a
 few per block; ``wan_dit(full=True)`` has every key of a real Wan DiT (the benchmark's size).
 """

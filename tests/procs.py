@@ -1,4 +1,4 @@
-"""Process checks shared by the tests that kill trees: which pids still run.
+"""Process checks used by the tests that kill trees: which pids still run.
 
 Zombies do not count as running: an orphan's zombie waits for a reaper that
 the test machine may not have, but it holds no GPU, memory or pipe.

@@ -90,6 +90,33 @@ class Ctx:
         body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items())
         return self.toml(name, '[general]\nresolution = [64, 64]\ncaption_extension = ".txt"\n\n[[datasets]]\n' + body)
 
+    @property
+    def outside_images(self) -> Path:
+        return self.outside / "images"
+
+    @property
+    def outside_prompts(self) -> Path:
+        return self.outside / "prompts.txt"
+
+    @property
+    def outside_toml(self) -> Path:
+        return self.outside / "dataset.toml"
+
+    def jsonl_listing_outside(self) -> str:
+        """A JSONL in input/ whose image_path points outside the read roots."""
+        self.tomls.mkdir(parents=True, exist_ok=True)
+        path = self.tomls / "outside.jsonl"
+        path.write_text(json.dumps({"image_path": str(self.outside_images / "img1.png"), "caption": "x"}) + "\n",
+                        encoding="utf-8")
+        return str(path)
+
+    def wired_prompt_file(self, value: str) -> dict[str, Any]:
+        """sample_prompts_file wired from another node: it skips VALIDATE_INPUTS."""
+        prompt = self.train()
+        prompt["9"] = {"class_type": "PrimitiveString", "inputs": {"value": value}}
+        prompt["5"]["inputs"]["sample_prompts_file"] = ["9", 0]
+        return prompt
+
     def kandinsky(self, **changes: Any) -> dict[str, Any]:
         arch = cat.get_architecture("kandinsky5")
         inputs: dict[str, Any] = {s.name: str(s.default) for s in arch.selectors}
@@ -102,13 +129,22 @@ class Ctx:
     def train(self, **changes: Any) -> dict[str, Any]:
         return self.wf(**changes)
 
+    def with_gpus(self, count: int, prompt: dict[str, Any]) -> dict[str, Any]:
+        """The fake torch reports ``count`` CUDA devices to the pack's venv probe."""
+        self.hard.configure(env={"FAKE_TORCH_CUDA_DEVICES": str(count)})
+        return prompt
+
 
 Case = tuple[Callable[[Ctx], dict[str, Any]], str]  # (prompt builder, what the message must say)
+# A path outside the read roots: refused with the settings file and the line that would allow it.
+OUTSIDE = r"outside the folders this pack may read from.*__musubi-tuner-nodes.config\.json.*read_roots"
 
 CASES: dict[str, Case] = {
     # --- MusubiDatasetConfig
     "dataset_dir_empty": (lambda c: c.chain(""), r"set the folder"),
-    "dataset_dir_dotdot_missing": (lambda c: c.chain("../../../no/such/folder"), r"folder not found"),
+    "dataset_dir_dotdot_missing": (lambda c: c.chain("../../../no/such/folder"), OUTSIDE),
+    "dataset_dir_outside_read_roots": (lambda c: c.chain(str(c.outside_images)), OUTSIDE),
+    "control_dir_outside_read_roots": (lambda c: c.chain(control_directory=str(c.outside_images)), OUTSIDE),
     "dataset_dir_is_file": (lambda c: c.chain(str(c.image)), r"is a file, not a folder"),
     "dataset_dir_nul": (lambda c: c.chain("b_data\x00/etc"), r"NUL"),
     "dataset_dir_10k_chars": (lambda c: c.chain("d" * 10_000), r"10000 characters long"),
@@ -134,6 +170,13 @@ CASES: dict[str, Case] = {
     "toml_not_a_dataset": (lambda c: c.load(c.toml("pyproject", '[project]\nname = "x"\n[tool.ruff]\nline = 1\n')),
                            r"problem"),
     "toml_path_is_folder": (lambda c: c.load(str(c.base / "input")), r"is a folder, not a file"),
+    "toml_path_outside_read_roots": (lambda c: c.load(str(c.outside_toml)), OUTSIDE),
+    "toml_lists_folder_outside_read_roots": (lambda c: c.load(c.dataset_toml(
+        "outdir", image_directory=str(c.outside_images), cache_directory=str(c.base / "output" / "outdir"))),
+        r"datasets\[0\]\.image_directory .*outside the folders this pack may read from"),
+    "toml_jsonl_lists_files_outside_read_roots": (lambda c: c.load(c.dataset_toml(
+        "outjsonl", image_jsonl_file=c.jsonl_listing_outside(), cache_directory=str(c.base / "output" / "outjsonl"))),
+        r"image_jsonl_file lists .*outside the folders this pack may read from"),
     "toml_path_dash": (lambda c: c.load("-h"), r"file not found"),
     "toml_path_nul": (lambda c: c.load("a.toml\x00.png"), r"NUL"),
     "toml_syntax_error": (lambda c: c.load(c.toml("broken", "[general\nresolution = [64, 64]\n")), r"line 1"),
@@ -147,6 +190,9 @@ CASES: dict[str, Case] = {
     "selector_not_in_list": (lambda c: {**c.wf(), "2": c.hard.models_node(task="t2v-999B")}, r"not in"),
     "hf_id_flag_injection": (lambda c: c.kandinsky(text_encoder_qwen="--config_file=/tmp/x"),
                              r"starts with '-'"),
+    "hf_id_local_folder_outside_read_roots": (lambda c: c.kandinsky(text_encoder_qwen=str(c.outside)),
+                                              r"models\.text_encoder_qwen: .*outside the folders this pack may read "
+                                              r"from.*read_roots"),
     # --- MusubiTrainLoRA.output_name
     "name_dotdot": (lambda c: c.train(output_name="../../evil"), r"output_name"),
     "name_separators": (lambda c: c.train(output_name="sub/dir\\name"), r"path separators"),
@@ -176,6 +222,10 @@ CASES: dict[str, Case] = {
     "extra_nul": (lambda c: c.train(extra_args="--max_grad_norm 1\x00"), r"NUL"),
     "extra_unclosed_quote": (lambda c: c.train(extra_args='--metadata_title "open'), r"close the open quote"),
     # --- MusubiTrainLoRA, other inputs
+    "prompt_file_outside_read_roots": (lambda c: c.train(sample_prompts_file=str(c.outside_prompts)), OUTSIDE),
+    "prompt_file_dotdot": (lambda c: c.train(sample_prompts_file="../../../../../../../../etc/hostname"), OUTSIDE),
+    "prompt_file_wired_outside": (lambda c: c.wired_prompt_file(str(c.outside_prompts)),
+                                  r"options\.sample_prompts: .*outside the folders this pack may read from"),
     "resume_is_file": (lambda c: c.train(resume=str(c.state_file)),
                        r"is not a training state or run this pack recorded.*resume list"),
     "resume_dash_missing": (lambda c: c.train(resume="-x"), r"there is no run '-x'"),
@@ -185,7 +235,16 @@ CASES: dict[str, Case] = {
     "optimizer_custom_stdlib": (lambda c: c.train(optimizer_custom="os.system"), r"standard library"),
     "optimizer_custom_garbage": (lambda c: c.train(optimizer_custom="x; rm -rf /"), r"optimizer_custom"),
     "optimizer_args_unclosed": (lambda c: c.train(optimizer_args='betas="(0.9'), r"optimizer_args"),
-    "gpu_ids_injection": (lambda c: c.train(gpu_ids="0; rm -rf /"), r"gpu_ids"),
+    "gpu_ids_injection": (lambda c: c.train(gpu_ids="0; rm -rf /"), r"gpu_ids .* is not a list of GPU numbers"),
+    "gpu_ids_not_numbers": (lambda c: c.train(gpu_ids="cuda:0"), r"gpu_ids .* is not a list of GPU numbers"),
+    "gpu_ids_beyond_gpu_count": (lambda c: c.with_gpus(2, c.train(gpu_ids="0,3")),
+                                 r"names GPU 3, but the musubi venv sees 2 GPU"),
+    "learning_rate_nan": (lambda c: c.train(learning_rate=float("nan")), r"learning_rate: nan is not a usable number"),
+    "network_alpha_infinite": (lambda c: c.train(network_alpha=float("inf")),
+                               r"network_alpha: inf is not a usable number"),
+    "discrete_flow_shift_minus_infinity": (lambda c: c.train(discrete_flow_shift=float("-inf")),
+                                           r"discrete_flow_shift: -inf is not a usable number"),
+    "source_fps_nan": (lambda c: c.chain(source_fps=float("nan")), r"source_fps: nan is not a usable number"),
     "network_dim_negative": (lambda c: c.train(network_dim=-1), r"smaller than min"),
     "learning_rate_too_big": (lambda c: c.train(learning_rate=5.0), r"bigger than max"),
     "seed_negative": (lambda c: c.train(seed=-1), r"smaller than min"),
@@ -220,6 +279,13 @@ def ctx(hard_server: Any, hard_fake: Any, tmp_path_factory: pytest.TempPathFacto
     run = hard.run(hard.workflow(c.data, train=False))
     assert run.outcome == "success", run.terminal.data if run.terminal else run.types
     c.outside.mkdir(exist_ok=True)
+    c.outside_images.mkdir(exist_ok=True)  # the dataset's images and captions, outside the read roots
+    for item in (hard.base / "input" / c.data).iterdir():
+        if item.is_file():
+            (c.outside_images / item.name).write_bytes(item.read_bytes())
+    c.outside_prompts.write_text("a server secret --w 64 --h 64\n", encoding="utf-8")
+    c.outside_toml.write_text(f'[general]\nresolution = [64, 64]\ncaption_extension = ".txt"\n\n[[datasets]]\n'
+                              f'image_directory = {json.dumps(str(hard.base / "input" / c.data))}\n', encoding="utf-8")
     c.state_file.write_bytes(b"not a training state")
     hard.loras_dir.mkdir(parents=True, exist_ok=True)
     (hard.loras_dir / "b_lora.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
@@ -282,6 +348,56 @@ def test_a_bad_input_is_refused_clearly_before_anything_runs(case: str, ctx: Ctx
     assert new == [], f"files were created: {new}"
     assert hard.pids() == [], "a musubi process was started"
     assert hard.run_folders() == runs_before, "a run folder was made"
+
+
+def with_options(node_id: str) -> Callable[[Ctx, str, Any], dict[str, Any]]:
+    """A training prompt with one options node (``node_id``) wired into the Train node."""
+    def build(c: Ctx, name: str, value: Any) -> dict[str, Any]:
+        prompt = c.train()
+        prompt["6"] = {"class_type": node_id, "inputs": {name: value}}
+        prompt["5"]["inputs"]["options"] = ["6", 0]
+        return prompt
+    return build
+
+
+# A prompt that puts a value into any input of the node (the train node, the dataset node of a
+# chain, or an options node wired into the train node).
+ANY_INPUT: dict[str, Callable[[Ctx, str, Any], dict[str, Any]]] = {
+    "MusubiTrainLoRA": lambda c, name, value: c.train(**{name: value}),
+    "MusubiDatasetConfig": lambda c, name, value: c.chain(**{name: value}),
+    **{node: with_options(node) for node in ("MusubiOptimizerOptions", "MusubiMemoryOptions",
+                                            "MusubiTimestepOptions", "MusubiSampleOptions", "MusubiLaunchOptions")},
+}
+
+
+@pytest.mark.timeout(180)
+def test_every_float_input_of_every_node_refuses_nan_and_infinity_when_queued(ctx: Ctx, hard: Hard) -> None:
+    info = hard.client.object_info()
+    floats = sorted((node_id, name) for node_id, node in info.items() if node_id.startswith("Musubi")
+                    for group in ("required", "optional") for name, spec in node["input"].get(group, {}).items()
+                    if spec[0] == "FLOAT")
+    assert floats and {node for node, _ in floats} <= set(ANY_INPUT), f"no prompt builder for {floats}"
+    runs_before = hard.run_folders()
+    for node_id, name in floats:
+        for value in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(ComfyHTTPError) as refused:
+                hard.client.queue_prompt(ANY_INPUT[node_id](ctx, name, value))
+            assert refused.value.status == 400, (node_id, name, value)
+            assert f"{name}: {value} is not a usable number" in refusal_details(refused.value), (node_id, name)
+    assert hard.pids() == [] and hard.run_folders() == runs_before
+
+
+@pytest.mark.timeout(180)
+def test_a_nan_wired_from_another_node_is_refused_before_anything_runs(ctx: Ctx, hard: Hard) -> None:
+    """A wired value skips VALIDATE_INPUTS; the node checks it when it runs, before any launch."""
+    prompt = ctx.train()
+    prompt["9"] = {"class_type": "PrimitiveFloat", "inputs": {"value": float("nan")}}
+    prompt["5"]["inputs"]["learning_rate"] = ["9", 0]
+    runs_before = hard.run_folders()
+    run = hard.run(prompt)
+    assert run.outcome == "error", run.types[-20:]
+    assert "learning_rate: nan is not a usable number" in error_text(run)
+    assert hard.pids() == [] and hard.run_folders() == runs_before
 
 
 # ---------------------------------------------------------------------------------------- must work

@@ -7,6 +7,7 @@ and are tested on their own), and parsers/ must stay pure.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -167,7 +168,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def test_every_executor_module_lives_in_a_room_or_is_shared() -> None:
+def test_every_executor_module_lives_in_a_room_or_at_the_top() -> None:
     top = {p.name for p in (ROOT / "executor").glob("*.py")}
     assert top == {"__init__.py", "__main__.py", "errors.py", "problems.py"}, \
         f"new modules go into a room ({', '.join(ROOMS)}), not the top: {sorted(top)}"
@@ -234,3 +235,15 @@ def test_no_source_file_over_500_lines(package: str) -> None:
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
             and path.relative_to(ROOT).as_posix() not in LONG_FILES_ALLOWED]
     assert not long, "split these by subject:\n" + "\n".join(long)
+
+
+def test_the_tests_and_ci_need_nothing_beside_the_repository() -> None:
+    """A clone anywhere runs the whole suite: no test or CI file names the folder some machines
+    keep beside the checkout (its recorded output lives in tests/fixtures/captures)."""
+    word = "sha" + "red"  # spelled apart so this file does not find itself
+    found = [f"{path.relative_to(ROOT)}:{n}" for top in ("tests", ".ci") for path in sorted((ROOT / top).rglob("*"))
+             if path.is_file() and path.suffix in (".py", ".md", ".sh", ".toml", ".json", "")
+             and "captures" not in path.parts
+             for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+             if re.search(rf"(\.\./|\b){word}/|{word}_dir|{word.upper()}\b", line)]
+    assert not found, found

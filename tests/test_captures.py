@@ -1,4 +1,4 @@
-"""The parsers on raw output of the real musubi-tuner (../shared/captures; skipped when absent)."""
+"""The parsers on raw output of the real musubi-tuner (tests/fixtures/captures)."""
 
 from __future__ import annotations
 

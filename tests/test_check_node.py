@@ -45,6 +45,7 @@ def test_without_musubi_the_node_shows_the_install_command_that_works(check, tmp
     monkeypatch.setattr(check.host, "user_config_file", lambda: None)
     monkeypatch.setattr(check.host, "output_directory", lambda: str(tmp_path / "output"))
     monkeypatch.setattr(check.host, "input_directory", lambda: str(tmp_path / "input"))
+    monkeypatch.setattr(check.host, "model_directories", lambda: [str(tmp_path / "models")])
 
     text, usable = check.report_text()
     assert not usable and "TrainerNotFound: no musubi-tuner checkout found" in text

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from comfy_browser import CdpPage, Chromium
+import comfy_browser
+from comfy_browser import CdpPage, Chromium, center, dismiss_banner
 from comfy_fixtures import FRONTEND_READY, fake_musubi_server, pack_node_ids
 from comfy_harness import ComfyClient, ComfyServer
 from fakes import FakeMusubi, fake_musubi, png_bytes  # noqa: F401  (fake_musubi is a fixture)
@@ -29,33 +31,11 @@ WAN_EXAMPLE = "wan_2.1_2.2_t2v_lora"
 TRAIN_NODE = 5  # the Train LoRA node's id in the examples
 
 
-def center(page: CdpPage, selector: str) -> tuple[float, float]:
-    """Where a real click on the element lands (its centre, in CSS pixels)."""
-    box = page.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-                        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
-    return box[0], box[1]
-
-
-def dismiss_banner(page: CdpPage) -> None:
-    """Close the frontend's "Nodes 2.0" announcement, which covers the top of every screenshot."""
-    page.evaluate("document.querySelector('.bg-gradient-to-r button.absolute')?.click()")
-
-
 def open_template(page: CdpPage, name: str, shot: Path | None = None) -> None:
-    """Open the template browser from the sidebar, wait for this pack's card of `name` (and its
-    thumbnail), and click it, as a user does."""
-    page.click(*center(page, "button.templates-tab-button"))
-    card = f'[data-testid="template-workflow-{name}"]'
-    page.wait_for(f"document.querySelector({json.dumps(card)})", timeout=20)
-    page.wait_for(f"(() => {{ const img = document.querySelector({json.dumps(card + ' img')});"
-                  " return img && img.complete && img.naturalWidth > 0; })()", timeout=20)
-    if shot is not None:
-        page.screenshot(shot)
-    page.click(*center(page, card))
-    page.wait_for("!document.querySelector('[data-testid=template-workflows-content]')", timeout=20)
-    expected = sorted(n["type"] for n in json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))["nodes"])
-    as_js = json.dumps(json.dumps(expected, separators=(",", ":")))  # the string JSON.stringify gives
-    page.wait_for(f"JSON.stringify(app.graph._nodes.map(n => n.type).sort()) === {as_js}", timeout=20)
+    """Open this pack's example `name` from the template browser, as a user does (the example's
+    node types tell when it is on the canvas)."""
+    nodes = json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))["nodes"]
+    comfy_browser.open_template(page, name, [n["type"] for n in nodes], shot=shot)
 
 
 def repaint(page: CdpPage) -> None:
@@ -135,7 +115,7 @@ def test_an_example_workflow_opens_from_the_template_browser(comfy_page: CdpPage
 
 
 def test_an_empty_model_folder_shows_its_placeholder_not_undefined(comfy_page: CdpPage, artifacts_dir: Path) -> None:
-    # the shared test server's model folders are empty
+    # the common test server's model folders are empty
     values = comfy_page.evaluate(
         "(() => { app.graph.clear(); const node = LiteGraph.createNode('MusubiModelsWan'); node.pos = [80, 120];"
         " app.graph.add(node); return Object.fromEntries(node.widgets.map(w => [w.name, String(w.value)])); })()")
@@ -231,6 +211,38 @@ def train_state(page: CdpPage) -> dict[str, Any]:
     return page.evaluate(TRAIN_STATE)
 
 
+# The bar's fill and the text's "step n/12" name the same step. The two travel as separate
+# websocket messages, so a snapshot may fall between them: the snapshots below wait for one that
+# does not; WATCH_BAR_AND_TEXT checks that they never stay apart.
+SAME_STEP = ("(() => { const m = /step (\\d+)\\/12/.exec(s.text || '');"
+             " return !!m && Math.round(s.progress * 12) === Number(m[1]); })()")
+# Every 50 ms while the run goes: the bar's fill and the step the text names, as a user sees them.
+WATCH_BAR_AND_TEXT = (f"(() => {{ window.__musubiSeen = []; window.__musubiWatch = setInterval(() => {{"
+                      f" const s = {TRAIN_STATE}; const m = /step (\\d+)\\/(\\d+)/.exec(s.text || '');"
+                      " if (s.progress !== null && m) window.__musubiSeen.push("
+                      "[performance.now(), s.progress, Number(m[1]), Number(m[2]), s.text]); }, 50); })()")
+
+
+def bar_and_text_disagreements(page: CdpPage, longer_than: float = 0.25) -> list[list[Any]]:
+    """Stretches of the run in which the bar showed another step than the text, longer than
+    ``longer_than`` seconds. The bar and the text travel as two websocket messages, so a sample
+    may fall between the two; a real disagreement lasts until the next update (a step)."""
+    seen = page.evaluate("(() => { clearInterval(window.__musubiWatch); return window.__musubiSeen; })()")
+    stretches, current = [], []
+    for sample in seen:
+        at, progress, step, total = sample[:4]
+        if round(progress * total) != step:
+            current.append(sample)
+            continue
+        if current and (sample[0] - current[0][0]) / 1000 > longer_than:
+            stretches.append(current)
+        current = []
+    if current and (seen[-1][0] - current[0][0]) / 1000 > longer_than:
+        stretches.append(current)
+    assert len(seen) > 20, f"the watch saw only {len(seen)} samples"
+    return stretches
+
+
 @pytest.mark.timeout(240)
 def test_a_run_queued_with_the_run_button_moves_the_train_nodes_progress(
         run_page: CdpPage, run_server: ComfyServer, artifacts_dir: Path) -> None:
@@ -240,15 +252,16 @@ def test_a_run_queued_with_the_run_button_moves_the_train_nodes_progress(
     page.evaluate(ADAPT_WAN_EXAMPLE)
     page.evaluate(SHOW_STEPS)
     repaint(page)
+    page.evaluate(WATCH_BAR_AND_TEXT)
     page.click(*center(page, "[data-testid=queue-button]"))
 
     # mid-run: the bar is part-way and the text names the phase, the step and the loss
     first = page.wait_for(f"(() => {{ const s = {TRAIN_STATE}; return s.progress > 0 && s.progress < 0.5"
-                          " && /step \\d+\\/12/.test(s.text || '') && s; })()", timeout=120, value=True)
+                          f" && {SAME_STEP} && s; }})()", timeout=120, value=True)
     page.screenshot(artifacts_dir / "training-early.png")
     assert "epoch" in first["text"] and "avr_loss" in first["text"], first
-    later = page.wait_for(f"(() => {{ const s = {TRAIN_STATE}; return s.progress >= 0.5 && s.progress < 1 && s; }})()",
-                          timeout=60, value=True)
+    later = page.wait_for(f"(() => {{ const s = {TRAIN_STATE}; return s.progress >= 0.5 && s.progress < 1"
+                          f" && {SAME_STEP} && s; }})()", timeout=60, value=True)
     page.screenshot(artifacts_dir / "training-progress.png")
     assert later["progress"] > first["progress"]
     # the frontend's own summary beside the Run button names the running node
@@ -259,6 +272,7 @@ def test_a_run_queued_with_the_run_button_moves_the_train_nodes_progress(
                          " return s.progress === null && /done/.test(s.text || '') && s; })()", timeout=60, value=True)
     page.screenshot(artifacts_dir / "training-done.png")
     assert "browser_run" in done["text"]
+    assert bar_and_text_disagreements(page) == [], "the bar and the text showed different steps"
     lora = run_server.base_dir / "models" / "loras" / "musubi-tuner" / "browser_run.safetensors"
     deadline = time.monotonic() + 10
     while not lora.is_file() and time.monotonic() < deadline:

@@ -78,7 +78,7 @@ def manager_installed(request: pytest.FixtureRequest, comfy_servers, comfy_insta
     for line in requirement_lines(clone / "requirements.txt"):
         comfy_install.pip("install", line)
     after = pip_freeze(comfy_install)
-    # The ComfyUI venv is shared and cached: the pack's requirements may add packages, never
+    # The ComfyUI venv is cached and used by every test: the pack's requirements may add packages, never
     # replace what ComfyUI runs on (that is what breaks users' installs).
     changed = {name: (before[name], after.get(name)) for name in before if after.get(name) != before[name]}
     assert not changed, f"installing the pack's requirements changed ComfyUI's packages: {changed}"

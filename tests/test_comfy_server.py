@@ -13,7 +13,7 @@ import pytest
 
 from comfy_harness import PACK_FOLDER_NAME, ComfyClient, ComfyHTTPError, ComfyServer
 
-# The first comfyui test also waits for the shared server to start (~6 s); the pinned ComfyUI
+# The first comfyui test also waits for the common server to start (~6 s); the pinned ComfyUI
 # itself is set up before any test runs (comfy_fixtures.pytest_collection_finish).
 pytestmark = [pytest.mark.comfyui, pytest.mark.timeout(180)]
 
@@ -21,7 +21,7 @@ PACK_MODULE = f"custom_nodes.{PACK_FOLDER_NAME}"
 
 
 def probe_prompt(*, steps: int = 3, delay: float = 0.05, fail: bool = False, label: str | None = None) -> dict:
-    # a fresh label per test: the shared server would otherwise serve one test's run from cache
+    # a fresh label per test: the common server would otherwise serve one test's run from cache
     inputs = {"steps": steps, "delay": delay, "label": label or uuid.uuid4().hex[:8], "fail": fail}
     return {"1": {"class_type": "HarnessProbe", "inputs": inputs}}
 

@@ -450,3 +450,53 @@ def test_windows_message_names_scripts_python_exe(pack: Path, env: dict[str, str
     with pytest.raises(TrainerNotFound) as err:
         resolve_install(settings_for(pack, env, root=str(root), venv=str(root / "venv")))
     assert "Scripts\\python.exe" in str(err.value)
+
+
+# --- read_roots --------------------------------------------------------------------------------
+
+def test_read_roots_add_up_across_files_relative_to_each_file(pack: Path, env: dict[str, str], tmp_path: Path) -> None:
+    user = write_json(user_config_path(env), {"read_roots": ["/data/a", "b"]})
+    comfy = write_json(tmp_path / "ComfyUI" / "user" / "__musubi-tuner-nodes" / "config.json",
+                       {"read_roots": ["/data/c", "/data/a"]})
+    s = load_settings(pack, environ=env, user_config=comfy)
+    assert s.read_roots == ("/data/a", str(user.parent / "b"), "/data/c")
+    assert s.origin("read_roots") == str(comfy) and s.local_config_file == str(comfy)
+
+
+@pytest.mark.parametrize("value", ["/data", [1], [""], "  "])
+def test_read_roots_must_be_a_list_of_paths(pack: Path, env: dict[str, str], value: object) -> None:
+    write_json(user_config_path(env), {"read_roots": value})
+    with pytest.raises(ConfigError, match="read_roots"):
+        load_settings(pack, environ=env)
+
+
+def test_the_read_root_fix_is_the_exact_line_for_the_comfyui_settings_file(pack: Path, env: dict[str, str],
+                                                                           tmp_path: Path) -> None:
+    from executor.setup.settings import read_root_fix
+
+    comfy = tmp_path / "ComfyUI" / "user" / "__musubi-tuner-nodes" / "config.json"
+    folder = "/data/\u5199\u771f \"x\" \\ y"  # quotes and a backslash must come out as valid JSON
+    # no file yet: the whole file
+    fix = read_root_fix(load_settings(pack, environ=env, user_config=comfy), folder)
+    entry = json.dumps(folder, ensure_ascii=False)
+    assert fix == f'create the settings file {comfy} containing: {{"read_roots": [{entry}]}}'
+    created = json.loads(fix.split(" containing: ", 1)[1])
+    assert created["read_roots"] == [folder]
+    # a file without read_roots: one line inside its braces, and that line makes it valid JSON with the folder
+    write_json(comfy, {"musubi_tuner": {"venv_path": ""}})
+    fix = read_root_fix(load_settings(pack, environ=env, user_config=comfy), folder)
+    assert fix.startswith(f"add this line inside the {{ }} of the settings file {comfy}: ")
+    line = fix.split(f"{comfy}: ", 1)[1]
+    comfy.write_text(comfy.read_text().replace("{", "{" + line + " ", 1))
+    assert load_settings(pack, environ=env, user_config=comfy).read_roots == (folder,)
+    # a file with read_roots: the line to put instead, keeping what it had
+    fix = read_root_fix(load_settings(pack, environ=env, user_config=comfy), "/more")
+    assert fix == (f'in the settings file {comfy}, change the "read_roots" line to: '
+                   f'"read_roots": [{entry}, "/more"],')
+
+
+def test_without_a_comfyui_file_the_fix_names_the_user_settings_file(pack: Path, env: dict[str, str]) -> None:
+    from executor.setup.settings import read_root_fix
+
+    fix = read_root_fix(load_settings(pack, environ=env), "/data")
+    assert fix == f'create the settings file {user_config_path(env)} containing: {{"read_roots": ["/data"]}}'

@@ -11,6 +11,17 @@ from parsers.failures import KINDS, SIGNATURES, classify, first_match, real_exit
 TRACEBACK = ["Traceback (most recent call last):",
              '  File "/opt/musubi/src/musubi_tuner/train.py", line 9, in <module>']
 
+# A failure in the training loop's forward pass, as musubi's traceback starts (the captures keep only
+# the File lines; source lines are replaced the same way) and as accelerate reports the child after it.
+SOURCE = "    <source line not kept>"
+FORWARD = ["Traceback (most recent call last):",
+           '  File "/opt/musubi/src/musubi_tuner/wan_train_network.py", line 772, in <module>', SOURCE,
+           '  File "/opt/musubi/src/musubi_tuner/training/trainer_base.py", line 2041, in _run_training_loop', SOURCE,
+           '  File "/venv/lib/python3.11/site-packages/torch/nn/modules/module.py", line 1773, in _wrapped_call_impl',
+           SOURCE]
+ACCELERATE_FAILED = ("subprocess.CalledProcessError: Command '['/venv/bin/python', 'wan_train_network.py']' "
+                     "returned non-zero exit status 1.")
+
 # (output lines, expected kind, text the hint must contain). The last line is the signature's.
 CASES: list[tuple[list[str], str, str]] = [
     # memory
@@ -79,6 +90,31 @@ CASES: list[tuple[list[str], str, str]] = [
      "gradient_checkpointing"),
     (["ValueError: Block swap is not supported with offloading inactive DiT / (ja)"], "block_swap_conflict",
      "Turn one of them off"),
+    # dtype clashes in the forward pass (tracebacks as musubi prints them; source lines not kept)
+    (FORWARD + ['  File "/venv/lib/python3.11/site-packages/torch/nn/modules/linear.py", line 125, in forward',
+                SOURCE, "RuntimeError: mat1 and mat2 must have the same dtype, but got Float8_e4m3fn and BFloat16",
+                ACCELERATE_FAILED], "dtype_mismatch", "mixed_precision"),
+    (FORWARD + ["RuntimeError: expected mat1 and mat2 to have the same dtype, but got: float != c10::BFloat16"],
+     "dtype_mismatch", "DiT file's dtype"),
+    (FORWARD + ['  File "/venv/lib/python3.11/site-packages/torch/nn/functional.py", line 2910, in layer_norm',
+                SOURCE, "RuntimeError: expected scalar type BFloat16 but found Float"], "dtype_mismatch", "fp8"),
+    (FORWARD + ['  File "/venv/lib/python3.11/site-packages/torch/nn/modules/conv.py", line 717, in _conv_forward',
+                SOURCE, "RuntimeError: Input type (c10::BFloat16) and bias type (float) should be the same"],
+     "dtype_mismatch", "mixed_precision bf16 for a bf16 DiT file"),
+    (FORWARD + ["RuntimeError: Input type (torch.cuda.HalfTensor) and weight type (torch.cuda.FloatTensor) should "
+                "be the same"], "dtype_mismatch", "fp16"),
+    (FORWARD + ['  File "/opt/musubi/src/musubi_tuner/modules/attention.py", line 102, in attention', SOURCE,
+                "RuntimeError: Expected query, key, and value to have the same dtype, but got query.dtype: "
+                "c10::BFloat16 key.dtype: float and value.dtype: float instead."], "dtype_mismatch", "fp8_base"),
+    (FORWARD + ["RuntimeError: Promotion for Float8 Types is not supported, attempted to promote Float8_e4m3fn "
+                "and BFloat16"], "dtype_mismatch", "fp8"),
+    (FORWARD + ['  File "/venv/lib/python3.11/site-packages/torch/nn/modules/linear.py", line 125, in forward',
+                SOURCE, "NotImplementedError: \"addmm_cuda\" not implemented for 'Float8_e4m3fn'",
+                ACCELERATE_FAILED], "fp8_unsupported", "fp8 to off"),
+    (FORWARD + ["RuntimeError: \"mul_cpu_reduced_float\" not implemented for 'Float8_e4m3fn'"], "fp8_unsupported",
+     "mixed_precision"),
+    (FORWARD + ["RuntimeError: torch._scaled_mm is only supported on CUDA devices with compute capability >= 9.0 "
+                "or 8.9, or ROCm MI300+"], "fp8_unsupported", "compute capability 8.9"),
     # model and weights
     (["RuntimeError: Error(s) in loading state_dict for WanModel:",
       "\tsize mismatch for blocks.0.weight: copying a param with shape [5120] ..."], "weights_mismatch", "task"),
@@ -270,3 +306,17 @@ def test_empty_dataset_explains_an_otherwise_unknown_failure():
 def test_a_known_signature_beats_the_empty_dataset():
     lines = [FOUND_NONE, "ValueError: No training items found in the dataset."]
     assert classify(lines, 1).kind == "no_training_items"
+
+
+@pytest.mark.parametrize("kind", ["dtype_mismatch", "fp8_unsupported"])
+def test_dtype_clash_hints_name_the_settings_to_change(kind: str):
+    hint = next(s.hint for s in SIGNATURES if s.kind == kind)
+    for setting in ("fp8", "mixed_precision", "DiT file"):
+        assert setting in hint, (kind, setting)
+    assert "bf16" in hint and "fp16" in hint
+
+
+def test_a_dtype_clash_is_not_mistaken_for_a_wrong_model():
+    lines = FORWARD + ["RuntimeError: mat1 and mat2 shapes cannot be multiplied (77x4096 and 768x1536)"]
+    failure = classify(lines, 1)
+    assert failure is None or failure.kind != "dtype_mismatch"

@@ -88,6 +88,24 @@ def test_a_trainer_killed_by_the_oom_killer_gets_the_ram_hint(hard: Hard) -> Non
     assert not list(hard.loras_dir.glob("f_kill*"))
 
 
+@pytest.mark.hardening("fault", "dtype_clash")
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("scenario, kind", [("dtype_mismatch", "dtype_mismatch"),
+                                            ("fp8_unsupported", "fp8_unsupported")])
+def test_a_dtype_clash_in_the_forward_pass_names_the_precision_settings(hard: Hard, scenario: str, kind: str) -> None:
+    prompt = cached(hard, f"f_{scenario}", fp8="fp8_base", mixed_precision="bf16")
+    hard.configure(env={"FAKE_MUSUBI_SCENARIO": scenario})
+    data, message = train_error(hard, prompt)
+    assert data["exception_type"] == "musubi_tuner.TrainerFailed"
+    assert "Float8_e4m3fn" in message.splitlines()[0], message  # the trainer's own line leads
+    hint = message.split("\nhint: ", 1)[1]
+    for setting in ("fp8", "mixed_precision", "DiT file"):
+        assert setting in hint, hint
+    result = hard.result(run_dir_from(message))
+    assert result["status"] == "failed" and result["failure_kind"] == kind, result
+    assert not list(hard.loras_dir.glob(f"f_{scenario}*"))
+
+
 @pytest.mark.hardening("fault", "exit0_no_lora")
 @pytest.mark.timeout(240)
 def test_training_that_exits_0_without_a_lora_is_a_failure(hard: Hard) -> None:

@@ -107,3 +107,43 @@ def test_messages_name_their_input(guards: types.ModuleType) -> None:
     assert guards.labelled("directory", "folder not found: x") == "directory: folder not found: x"
     assert guards.labelled("cache_directory", "cache_directory x is outside") == "cache_directory x is outside"
     assert guards.labelled("x", None) is None
+
+
+@pytest.mark.parametrize("value", ["", "  ", "all", "0", "0,1", "0, 1", "3,2,10"])
+def test_gpu_ids_that_name_gpus_pass(guards: types.ModuleType, value: str) -> None:
+    assert guards.gpu_ids_problem(value) is None
+
+
+@pytest.mark.parametrize("value, says", [("0; rm -rf /", "not a list of GPU numbers"), ("cuda:0", "not a list"),
+                                         ("0,,1", "not a list"), ("-1", "not a list"), ("1.5", "not a list"),
+                                         ("ALL", "not a list"), ("0\x001", "not a list"), ("9" * 300, "not a list"),
+                                         ("0,1,0", "names a GPU twice")])
+def test_gpu_ids_that_are_no_gpu_numbers_are_refused(guards: types.ModuleType, value: str, says: str) -> None:
+    assert says in guards.gpu_ids_problem(value)
+
+
+class _Floats:
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"rate": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0})},
+                "optional": {"shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0}),
+                             "count": ("INT", {"default": 1, "min": 1, "max": 8})}}
+
+
+@pytest.mark.parametrize("values, says", [
+    ({"rate": float("nan")}, "rate: nan is not a usable number"),
+    ({"shift": float("inf")}, "shift: inf is not a usable number"),
+    ({"shift": float("-inf")}, "shift: -inf is not a usable number"),
+    ({"rate": 5.0}, "rate: Value 5.0 bigger than max of 1.0"),  # ComfyUI's own wording, which it skips here
+    ({"rate": -0.5}, "rate: Value -0.5 smaller than min of 0.0"),
+    ({"count": 0}, "count: Value 0 smaller than min of 1"),
+])
+def test_numbers_named_by_validate_inputs_keep_comfyuis_range_check_and_refuse_nan(
+        guards: types.ModuleType, values: dict, says: str) -> None:
+    problems = guards.number_problems(_Floats, values)
+    assert len(problems) == 1 and problems[0].startswith(says), problems
+
+
+def test_numbers_in_range_and_wired_numbers_pass(guards: types.ModuleType) -> None:
+    assert guards.number_problems(_Floats, {"rate": 0.5, "shift": 100.0, "count": 8}) == []
+    assert guards.number_problems(_Floats, {"rate": None, "shift": None}) == []  # wired: checked when run

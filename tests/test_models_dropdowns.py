@@ -4,7 +4,7 @@ folder is empty, and validation refuses it (HTTP 400 naming the folder) before a
 A file name ComfyUI does not list is refused the same way; the selectors keep ComfyUI's own
 list check.
 
-Unit tests use a stand-in ``folder_paths``; the server tests use the shared test server, whose
+Unit tests use a stand-in ``folder_paths``; the server tests use the common test server, whose
 model folders are empty.
 """
 
@@ -109,7 +109,7 @@ def cache_prompt(models_inputs: dict[str, Any]) -> dict[str, Any]:
 def test_the_server_lists_the_placeholder_and_refuses_it_when_queued(comfy_client: ComfyClient) -> None:
     info = comfy_client.object_info("MusubiModelsWan")["MusubiModelsWan"]["input"]
     placeholder = "(no files in models/diffusion_models)"
-    assert info["required"]["dit"][0] == [placeholder], "the shared test server's model folders are empty"
+    assert info["required"]["dit"][0] == [placeholder], "the common test server's model folders are empty"
     inputs = {"task": "t2v-1.3B", "one_frame": False, "dit": placeholder,
               "vae": "(no files in models/vae)", "t5": "(no files in models/text_encoders)"}
     with pytest.raises(ComfyHTTPError) as rejected:

@@ -3,7 +3,7 @@
 Skipped unless MUSUBI_TUNER_ROOT points at a checkout with a venv (<root>/.venv or
 MUSUBI_TUNER_ENV) and the tiny random-weight Wan2.1 fixtures exist (MUSUBI_WAN_FIXTURES, default
 ~/.cache/musubi-tuner-nodes/wan-fixtures: wan21_vae_random_bf16.safetensors and
-wan21_t2v_1.3B_random_fp32.safetensors, made by ../shared/tools/make_wan_fixtures.py). Latents are
+wan21_t2v_1.3B_random_fp32.safetensors, made by tests/fixtures/real_musubi/make_wan_fixtures.py). Latents are
 cached by the real script; text-encoder caches are written by make_wan_fixtures.py (a real T5 is
 11 GB); training is the real wan_train_network.py under accelerate, on the CPU.
 """
@@ -24,7 +24,7 @@ from test_nodes_e2e import dataset_node, executed_output, image_folder, models_n
 from executor.musubi import catalogue as cat
 
 pytestmark = [pytest.mark.real_musubi, pytest.mark.comfyui]
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+TOOLS = Path(__file__).resolve().parent / "fixtures" / "real_musubi"
 VAE = "wan21_vae_random_bf16.safetensors"
 DIT = "wan21_t2v_1.3B_random_fp32.safetensors"
 
@@ -40,8 +40,6 @@ def _requirements() -> tuple[Path, Path, Path]:
                     or Path.home() / ".cache" / "musubi-tuner-nodes" / "wan-fixtures")
     if not ((fixtures / VAE).is_file() and (fixtures / DIT).is_file()):
         pytest.skip(f"the tiny Wan fixtures are not in {fixtures}")
-    if not (SHARED / "tools" / "make_wan_fixtures.py").is_file():
-        pytest.skip("../shared/tools/make_wan_fixtures.py is not available")
     return root, venv, fixtures
 
 
@@ -59,7 +57,7 @@ def test_real_musubi_caches_trains_and_delivers_a_loadable_lora(comfy_servers: A
     # Wan's t5 module calls torch.cuda.current_device() at import: the shim answers on a CPU machine.
     config = server.base_dir / "user" / "__musubi-tuner-nodes" / "config.json"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps({"env": {"PYTHONPATH": str(SHARED / "tools" / "cuda_shim")}}), encoding="utf-8")
+    config.write_text(json.dumps({"env": {"PYTHONPATH": str(TOOLS / "cuda_shim")}}), encoding="utf-8")
 
     client = server.client()
     folder = image_folder(server, "real_wan", count=3)
@@ -75,8 +73,8 @@ def test_real_musubi_caches_trains_and_delivers_a_loadable_lora(comfy_servers: A
         f"img{i}_0064x0064_wan.safetensors" for i in (1, 2, 3)]
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
-    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(SHARED / "tools" / "cuda_shim"),
-                                         str(SHARED / "tools")])
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(TOOLS / "cuda_shim"),
+                                         str(TOOLS)])
     make_te = ("import sys, make_wan_fixtures as m\n"
                "m.make_te(image_dir=sys.argv[1], cache_dir=sys.argv[2])\n")
     made = subprocess.run([str(venv / "bin" / "python"), "-c", make_te, str(server.base_dir / "input" / folder),

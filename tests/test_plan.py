@@ -436,3 +436,22 @@ def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path: Path, monkey
     assert not (folder / LOCK_NAME).exists()
     with RunLock([str(folder)], "run-b"):  # not refused as "another run is writing"
         pass
+
+
+def test_gpu_ids_beyond_the_gpus_the_probe_saw_are_refused_before_launch(work: Work) -> None:
+    from executor.setup.probe import ProbeReport
+
+    work.cache_all()
+    two = ProbeReport(python="python", torch_version="2.5.1", cuda_available=True, devices=("GPU A", "GPU B"))
+    spec = work.spec("train", accelerate={"num_processes": 2, "gpu_ids": "1,2"})
+    with pytest.raises(PreflightError) as info:
+        make_plan(work.settings, spec, install=work.install, probe_report=two)
+    problem = next(p for p in info.value.problems if p.input == "accelerate.gpu_ids")
+    assert "names GPU 2, but the musubi venv sees 2 GPU(s) (0: GPU A, 1: GPU B)" in problem.message
+    assert "0 to 1" in problem.fix
+    ok = make_plan(work.settings, work.spec("train", accelerate={"num_processes": 2, "gpu_ids": "0,1"}),
+                   install=work.install, probe_report=two)
+    assert ok.command.argv[ok.command.argv.index("--gpu_ids") + 1] == "0,1"
+    # no CUDA in the probe (or no probe): the count is unknown, so nothing is refused on it
+    no_cuda = ProbeReport(python="python", torch_version="2.5.1")
+    assert make_plan(work.settings, spec, install=work.install, probe_report=no_cuda).command is not None

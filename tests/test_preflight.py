@@ -465,3 +465,53 @@ def test_a_big_dataset_is_still_checked_quickly(setup: Setup) -> None:
     problems = preflight("flux_kontext", "cache_latents", install=setup.install, dataset=toml,
                          models={"vae": vae})
     assert "1 of 2000" in find(problems, "datasets[0].control_directory").message
+
+
+# --- what musubi may read: read_roots ---------------------------------------------------------
+
+def test_without_read_roots_reading_is_not_confined(setup: Setup) -> None:
+    setup.write_caches()
+    assert not errors(setup.check("train", settings=setup.settings, options={"sample_prompts": "/etc/hostname"}))
+
+
+def test_every_path_musubi_reads_must_lie_inside_the_read_roots(setup: Setup) -> None:
+    setup.write_caches()
+    outside = setup.tmp / "elsewhere"
+    outside.mkdir()
+    (outside / "prompts.txt").write_text("a cat\n", encoding="utf-8")
+    weights = media.fake_safetensors(outside / "init.safetensors")
+    jsonl = setup.tmp / "items.jsonl"
+    jsonl.write_text('{"image_path": "%s", "caption": "x"}\n' % (outside / "a.png"), encoding="utf-8")
+    toml = setup.write_toml([DatasetSpec(image_directory=str(setup.images), cache_directory=str(setup.cache)),
+                             DatasetSpec(image_jsonl_file=str(jsonl), cache_directory=str(setup.tmp / "cache2"))])
+    settings = replace(setup.settings, read_roots=(str(setup.tmp / "models"),), local_config_file=str(
+        setup.tmp / "comfy user" / "config.json"))
+    problems = setup.check("train", settings=settings, dataset=toml, options={
+        "sample_prompts": str(outside / "prompts.txt"), "network_weights": str(weights)})
+    labels = {p.input for p in errors(problems) if "outside the folders this pack may read from" in p.message}
+    assert labels == {"dataset_config", "datasets[0].image_directory", "datasets[0].cache_directory",
+                      "datasets[1].image_jsonl_file", "datasets[1].image_jsonl_file lists",
+                      "datasets[1].cache_directory", "options.sample_prompts", "options.network_weights"}, labels
+    prompt = find(problems, "options.sample_prompts")
+    assert prompt.message.startswith(f"{outside / 'prompts.txt'} is outside")
+    assert prompt.fix.endswith(f'create the settings file {setup.tmp / "comfy user" / "config.json"} containing: '
+                               f'{{"read_roots": ["{outside}"]}}')
+    # the same step with its folders allowed: nothing is refused for reading
+    allowed = replace(settings, read_roots=(str(setup.tmp),))
+    assert not [p for p in setup.check("train", settings=allowed, dataset=toml, options={
+        "sample_prompts": str(outside / "prompts.txt"), "network_weights": str(weights)})
+        if "may read from" in p.message]
+
+
+def test_a_symlink_inside_the_read_roots_to_a_folder_outside_is_outside(setup: Setup) -> None:
+    outside = setup.tmp / "elsewhere"
+    outside.mkdir()
+    (outside / "prompts.txt").write_text("a cat\n", encoding="utf-8")
+    inside = setup.tmp / "models" / "link"
+    inside.symlink_to(outside, target_is_directory=True)
+    settings = replace(setup.settings, read_roots=(str(setup.tmp),))
+    limited = replace(settings, read_roots=(str(setup.tmp / "models"),))
+    assert "may read from" not in str(setup.check("train", settings=settings,
+                                                  options={"sample_prompts": str(inside / "prompts.txt")}))
+    find(setup.check("train", settings=limited, options={"sample_prompts": str(inside / "prompts.txt")}),
+         "options.sample_prompts")

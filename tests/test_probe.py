@@ -303,3 +303,16 @@ def test_load_settings_sees_the_same_sources_as_check(tmp_path: Path, full: Musu
     env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "MUSUBI_TUNER_ROOT": full.root}
     s = load_settings(PROJECT_ROOT, environ=env)
     assert s.sources[-1] == "environment variable MUSUBI_TUNER_ROOT"
+
+
+def test_check_lists_the_folders_steps_may_write_into_and_read_from(tmp_path: Path, full: MusubiInstall) -> None:
+    user = tmp_path / "cfg" / "musubi-tuner-nodes" / "config.json"
+    user.parent.mkdir(parents=True)
+    user.write_text(json.dumps({"musubi_tuner": {"root_path": full.root},
+                                "read_roots": ["/data/datasets", "prompts"]}))
+    out = run_check(tmp_path).stdout
+    listed = f"read_roots (musubi may be given files from):  [{user}]\n    /data/datasets\n    {user.parent / 'prompts'}"
+    assert listed in out, out
+    assert "output_roots: not set, so steps may write into any folder (inside ComfyUI: its own folders only)" in out
+    data = json.loads(run_check(tmp_path, "--json").stdout)
+    assert data["settings"]["read_roots"] == ["/data/datasets", str(user.parent / "prompts")]

@@ -2,7 +2,7 @@
 venv in <root>/.venv or MUSUBI_TUNER_ENV): every argv the catalogue builds, for every
 architecture, step and selector combination, is parsed by the real script's own argparse
 parser (via executor/musubi/argparse_probe.py, which stops each script before it loads anything), and
-the committed flag facts match the checkout. On machines without CUDA, ../shared/tools/cuda_shim
+the committed flag facts match the checkout. On machines without CUDA, tests/fixtures/real_musubi/cuda_shim
 (or MUSUBI_TUNER_TEST_PYTHONPATH) goes on the scripts' PYTHONPATH: Wan scripts need it to import.
 """
 
@@ -20,7 +20,7 @@ from executor.musubi import catalogue as cat
 from executor.musubi.flagfacts import load_flags, probe, probe_environment
 
 pytestmark = pytest.mark.real_musubi
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+TOOLS = Path(__file__).resolve().parent / "fixtures" / "real_musubi"
 
 
 def _install() -> tuple[str, str]:
@@ -36,9 +36,8 @@ def _install() -> tuple[str, str]:
 
 def _environment(root: str) -> dict[str, str]:
     extra = [p for p in os.environ.get("MUSUBI_TUNER_TEST_PYTHONPATH", "").split(os.pathsep) if p]
-    shim = SHARED / "tools" / "cuda_shim"
-    if not extra and shim.is_dir():
-        extra.append(str(shim))
+    if not extra:
+        extra.append(str(TOOLS / "cuda_shim"))
     return probe_environment(root, extra)
 
 
@@ -156,9 +155,7 @@ def _fixtures_dir() -> Path:
 def _make_fixture(python: str, env: dict, what: str, out: Path, data: Path) -> None:
     import subprocess
 
-    tool = SHARED / "tools" / "make_wan_fixtures.py"
-    if not tool.is_file():
-        pytest.skip(f"{tool} is not available")
+    tool = TOOLS / "make_wan_fixtures.py"
     done = subprocess.run([python, str(tool), what], env={**env, "OUT": str(out), "DATA": str(data)},
                           cwd=str(out), capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

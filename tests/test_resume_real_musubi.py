@@ -20,7 +20,7 @@ import pytest
 from comfy_fixtures import TINY_SAFETENSORS, tiny
 from comfy_harness import ComfyServer
 from test_nodes_e2e import dataset_node, executed_output, image_folder, models_node
-from test_nodes_real_musubi import DIT, SHARED, VAE, _requirements
+from test_nodes_real_musubi import DIT, TOOLS, VAE, _requirements
 
 from executor.musubi import catalogue as cat
 from executor.runs.trust import Registry
@@ -42,7 +42,7 @@ def test_a_real_wan_run_cancelled_after_its_first_epoch_is_continued_to_the_plan
     (models / "text_encoders" / tiny("text_encoders")).write_bytes(TINY_SAFETENSORS)
     config = server.base_dir / "user" / "__musubi-tuner-nodes" / "config.json"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps({"env": {"PYTHONPATH": str(SHARED / "tools" / "cuda_shim")}}), encoding="utf-8")
+    config.write_text(json.dumps({"env": {"PYTHONPATH": str(TOOLS / "cuda_shim")}}), encoding="utf-8")
 
     client = server.client()
     folder = image_folder(server, "real_resume", count=3)
@@ -53,7 +53,7 @@ def test_a_real_wan_run_cancelled_after_its_first_epoch_is_continued_to_the_plan
     assert caching.outcome == "success", caching.terminal.data if caching.terminal else caching.types
     cache_dir = Path(executed_output(caching, "3")["text"][0].split(" cache files in ")[1].split(" (")[0])
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
-    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(SHARED / "tools" / "cuda_shim"), str(SHARED / "tools")])
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(TOOLS / "cuda_shim"), str(TOOLS)])
     made = subprocess.run([str(venv / "bin" / "python"), "-c",
                            "import sys, make_wan_fixtures as m\nm.make_te(image_dir=sys.argv[1], cache_dir=sys.argv[2])\n",
                            str(server.base_dir / "input" / folder), str(cache_dir)],

@@ -5,6 +5,9 @@ a ``--listen`` server would use it:
   chooses the interpreter, the musubi checkout or the launcher, and a workflow that points every
   text input at a decoy venv and checkout never runs the decoys;
 - ComfyUI's own file routes (/userdata, /upload/image) cannot reach the pack's settings file;
+- a workflow cannot have musubi read (and echo into the log) a file outside ComfyUI's input,
+  output and models folders or the settings' read_roots; the refusal names the settings line that
+  allows the folder, and that line works;
 - a full run writes only inside ComfyUI's output and input folders, models/loras/musubi-tuner,
   and the pack's own venv-probe cache;
 - secret values in the environment (HF_TOKEN, WANDB_API_KEY, *SECRET*) appear in no file of the
@@ -28,7 +31,7 @@ pytest.register_assert_rewrite("hardening", "hardening_e2e")  # before they are 
 
 from comfy_harness import ComfyHTTPError  # noqa: E402
 from executor.musubi import catalogue as cat  # noqa: E402
-from hardening_e2e import Hard  # noqa: E402
+from hardening_e2e import Hard, error_text  # noqa: E402
 
 pytestmark = pytest.mark.comfyui
 pytest_plugins = ["hardening", "hardening_e2e"]
@@ -101,6 +104,7 @@ def test_a_workflow_pointing_every_text_input_at_a_decoy_runs_only_the_configure
     # the media folder is inside the decoy checkout, beside its venv and scripts
     media = decoy["root"] / "images"
     (hard.base / "input" / images).rename(media)
+    hard.configure(read_roots=[str(tmp_path)])  # the server's settings allow reading the decoy's folder
     values = f"python={decoy['python']} root={decoy['root']} venv={decoy['venv']}"
     prompt = hard.workflow(str(media), output_name="venv",
                            extra_args=f"--metadata_title {json.dumps(values)} "
@@ -194,6 +198,52 @@ def test_a_full_run_writes_only_inside_the_allowed_folders(hard: Hard, tmp_path:
                and f"{os.sep}__pycache__{os.sep}" not in p and p != str(hard.pidfile)]  # the test's own pid list
     assert outside == [], outside
     assert any(p.startswith(str(hard.loras_dir)) for p in written)
+
+
+@pytest.mark.hardening("security", "reads_stay_in_roots")
+@pytest.mark.timeout(240)
+def test_a_prompt_file_outside_the_read_roots_is_refused_and_the_line_the_refusal_names_allows_it(
+        hard: Hard, tmp_path: Path) -> None:
+    server_files = tmp_path / "server files"
+    server_files.mkdir()
+    prompts = server_files / "notes.txt"
+    prompts.write_text("a line of a server file --w 64 --h 64\n", encoding="utf-8")
+    folder = hard.image_folder("sec_reads", 2)
+    cached = hard.run(hard.workflow(folder, train=False))
+    assert cached.outcome == "success", cached.types[-20:]
+    # training alone: with a valid output node beside it, ComfyUI would run the rest and skip it
+    prompt = hard.workflow(folder, cache=False, output_name="reads_lora", sample_prompts_file=str(prompts))
+    runs_before, pids_before = hard.run_folders(), hard.pids()
+    with pytest.raises(ComfyHTTPError) as refused:
+        hard.client.queue_prompt(prompt)
+    assert refused.value.status == 400
+    details = " ".join(e.get("details", "") for node in refused.value.node_errors.values()
+                       for e in node.get("errors", []))
+    assert f"sample_prompts_file {prompts} is outside the folders this pack may read from" in details, details
+    assert hard.pids() == pids_before and hard.run_folders() == runs_before, "something ran"
+    # wired in from another node, the same file is refused by pre-flight, before any launch
+    wired = json.loads(json.dumps(prompt))
+    wired["9"] = {"class_type": "PrimitiveString", "inputs": {"value": str(prompts)}}
+    wired["5"]["inputs"]["sample_prompts_file"] = ["9", 0]
+    run = hard.run(wired)
+    assert run.outcome == "error" and "outside the folders this pack may read from" in error_text(run)
+    assert hard.pids() == pids_before and hard.run_folders() == runs_before, "something ran"
+    # the refusal names the file and the exact line; written there as said, the same prompt trains
+    found = re.search(r"add this line inside the \{ \} of the settings file (.+?): (\"read_roots\": \[.*?\],)", details)
+    assert found, details
+    config = Path(found[1])
+    assert config == Hard.config_path(hard.server)
+    config.write_text(config.read_text(encoding="utf-8").replace("{", "{" + found[2] + " ", 1), encoding="utf-8")
+    run = hard.run(prompt)
+    assert run.outcome == "success", run.terminal.data if run.terminal else run.types[-20:]
+    run_dir = Path(run.of_type("executed")[-1].data["output"]["run_dir"][0])
+    assert "prompt: a line of a server file" in (run_dir / "run.log").read_text(encoding="utf-8")
+    # the Setup Check node lists what may be read: ComfyUI's folders and the line just added
+    check = hard.run({"1": {"class_type": "MusubiSetupCheck", "inputs": {"refresh": False}}})
+    report = check.of_type("executed")[-1].data["output"]["text"][0]
+    listed = report.split("read_roots (musubi may be given files from):", 1)[1]
+    for folder in (hard.base / "input", hard.base / "output", hard.base / "models", server_files):
+        assert f"\n    {folder}\n" in listed, report
 
 
 SECRETS = {"HF_TOKEN": "hf_e2eSecretTokenValue_0001", "WANDB_API_KEY": "wandb0123456789abcdef0123456789abcdef",

@@ -556,3 +556,105 @@ def test_log_lines_never_hold_back_the_text_of_a_new_step(pack: Any) -> None:
         screen.now += 0.01
         r.on_event(LogLine(text=f"INFO:musubi_tuner.fake:flood {i}"))
     assert len(screen.texts) == sent
+
+
+class ComfyScreen(Screen):
+    """What the browser shows: the bar as newer ComfyUI passes it on (its ProgressBar drops an
+    update within 0.1 s of the last one or that moved less than 0.5 %; first, final and preview
+    updates always pass, comfy/utils.py) and the last text."""
+
+    def __init__(self, min_interval: float = 0.1, min_percent: float = 0.5) -> None:
+        super().__init__()
+        self.min_interval, self.min_percent = min_interval, min_percent
+        self.shown: tuple[int, int] | None = None
+        self._passed_at = -1.0
+        self.apart: list[tuple] = []  # bar and text apart while a preview was being encoded
+
+    def reporter(self, pack: Any, **kwargs: Any) -> Any:
+        screen = self
+
+        class Bar:
+            def update_absolute(self, value: int, total: int, preview: Any = None) -> None:
+                screen.bars.append((value, total, preview))
+                first, final = screen.shown is None, value >= total
+                moved = (value - max(0, screen.shown[0] if screen.shown else 0)) * 100 / total
+                if preview is not None or first or final or (
+                        screen.now - screen._passed_at >= screen.min_interval and moved >= screen.min_percent):
+                    screen.shown, screen._passed_at = (value, total), screen.now
+                if preview is not None and not screen.agree():
+                    # ComfyUI encodes the image before it sends anything else: this lasts
+                    screen.apart.append((screen.shown, screen.texts[-1] if screen.texts else None))
+
+        kwargs.setdefault("step", "train")
+        return pack.progress.StepReporter(
+            "5", bar_factory=lambda total, node: Bar(), send_text=lambda t, n: self.texts.append(t),
+            interrupted=lambda: self.interrupt, send_event=lambda name, data: None, prompt_id=lambda: "p",
+            clock=lambda: self.now, bar_throttle=lambda: (self.min_interval, self.min_percent), **kwargs)
+
+    def agree(self) -> bool:
+        """The text names the step the bar shows (or there is no bar yet)."""
+        import re
+
+        found = re.search(r"step (\d+)/(\d+)", self.texts[-1]) if self.texts else None
+        return self.shown is None or (found is not None and (int(found[1]), int(found[2])) == self.shown)
+
+
+def test_a_preview_never_moves_the_bar_away_from_the_text(pack: Any) -> None:
+    """The browser test's sighting: the bar at 1/12 beside the text 'step 0/12'. Step 1 came
+    right after step 0 (a loaded machine), inside the rate limit, so neither bar nor text went
+    out; then the loss curve's preview moved the bar to 1 and the text followed only after
+    ComfyUI had encoded the image. Now a preview leaves the bar where it is, and the bar's next
+    move takes the text with it."""
+    screen = ComfyScreen(0.0, 0.0)  # ComfyUI 0.3.75: no throttle of its own
+    r = screen.reporter(pack, interval=0.5)
+    r.on_event(TotalSteps(12))
+    r.on_event(steps_frame(0, total=12))
+    screen.now += 0.05
+    r.on_event(steps_frame(1, total=12, loss="1.69"))
+    assert screen.shown == (0, 12) and "step 0/12" in screen.texts[-1]
+    screen.now += 0.05
+    assert r.send_preview(_image())
+    assert screen.bars[-1][2] is not None and screen.shown == (0, 12) and "step 0/12" in screen.texts[-1]
+    assert screen.apart == []
+    screen.now += 0.5
+    r.should_cancel()  # the executor's next poll
+    assert screen.shown == (1, 12)
+    assert "step 1/12" in screen.texts[-1] and "avr_loss 1.69" in screen.texts[-1]
+
+
+def _image() -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (8, 8))
+
+
+@pytest.mark.parametrize("throttle", [(0.0, 0.0), (0.1, 0.5)], ids=["comfyui-0.3.75", "newer-comfyui"])
+@pytest.mark.parametrize("seed", range(40))
+def test_the_bar_and_the_text_never_disagree_whatever_the_timing(pack: Any, throttle: tuple, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    screen = ComfyScreen(*throttle)
+    total = rng.choice([12, 60, 400, 3000])
+    r = screen.reporter(pack, interval=rng.choice([0.0, 0.1, 0.5, 2.0]))
+    r.on_event(TotalSteps(total))
+    r.on_event(Epoch(1, 2))
+    for n in range(total + 1):
+        for _ in range(rng.choice([1, 1, 2])):  # tqdm prints some frames twice
+            screen.now += rng.choice([0.0, 0.001, 0.03, 0.2, 1.0])
+            r.on_event(steps_frame(n, total=total, loss=f"{rng.random():.3f}"))
+            assert screen.agree(), (screen.shown, screen.texts[-1])
+        if rng.random() < 0.3:
+            screen.now += rng.choice([0.0, 0.05, 0.3])
+            r.on_event(LogLine(text=f"INFO:musubi_tuner.fake:line {n}"))
+            assert screen.agree(), (screen.shown, screen.texts[-1])
+        if rng.random() < 0.1:
+            r.send_preview(_image())
+            assert screen.agree(), (screen.shown, screen.texts[-1])
+        if rng.random() < 0.3:
+            screen.now += 0.25
+            r.should_cancel()  # the executor's poll while the trainer is quiet
+            assert screen.agree(), (screen.shown, screen.texts[-1])
+    r.finish("done")
+    assert screen.shown == (total, total) and f"step {total}/{total}" in screen.texts[-1]
+    assert screen.apart == [], "the bar and the text stood apart while a preview was encoded"

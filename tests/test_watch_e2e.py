@@ -88,7 +88,7 @@ def distinct_colours(image: Any) -> int:
 
 @pytest.fixture(scope="module")
 def trained(server: ComfyServer, comfy_servers: Any) -> dict[str, Any]:
-    """One training with sample prompts, watched over the websocket (shared by the tests below)."""
+    """One training with sample prompts, watched over the websocket (used by the tests below)."""
     settings_path = server.base_dir / "user" / "__musubi-tuner-nodes" / "config.json"
     settings_path.parent.mkdir(parents=True, exist_ok=True)
     settings_path.write_text(json.dumps({"progress_update_interval": 0.2, "env": {

@@ -20,9 +20,10 @@ from .extra_args import check_extra_args
 from .files import MODEL_EXTENSIONS, check_output_name, existing_outputs, free_name, resolve
 from .preflight_dataset import check_datasets
 from .preflight_models import check_model_file, file_options
+from .reads import dataset_reads, model_reads, option_reads, read_problems
 from ..problems import ERROR, WARNING, Problem
 
-__all__ = ["preflight", "effective_options"]
+__all__ = ["preflight", "effective_options", "check_gpu_ids"]
 
 # Pack-level options: consumed by plans, never passed to musubi.
 PACK_OPTIONS = ("overwrite",)
@@ -159,6 +160,12 @@ def preflight(arch: Any, step: str, *, settings: Any = None, install: Any = None
     if extra_args:
         _, extra_problems = check_extra_args(extra_args, script, command_flags=command_flags, facts=flag_facts)
         problems.extend(extra_problems)
+    if getattr(settings, "read_roots", ()):
+        # What musubi will read (and may echo into the log every client sees) stays inside read_roots.
+        reads = model_reads(models, ctx.cwd) + option_reads(opts, ctx.cwd)
+        if config is not None:
+            reads += dataset_reads(config, ctx.cwd)
+        problems.extend(read_problems(reads, settings))
     return _dedupe(problems)
 
 
@@ -426,6 +433,24 @@ def _check_train_options(ctx: _Context, opts: Mapping[str, Any], suffix: Optiona
                 if config.value(i, "batch_size", 1) != 1:
                     ctx.error(f"datasets[{i}].batch_size", "HiDream-O1 i2i (and flash attention with block "
                               "swap) trains with batch size 1 only", "set batch_size = 1")
+
+
+def check_gpu_ids(gpu_ids: Any, report: Any) -> list[Problem]:
+    """accelerate's ``--gpu_ids`` against the GPUs the venv probe saw: each index must be below
+    their count. Unknown (no probe, no CUDA in the probe) means nothing to check."""
+    if not isinstance(gpu_ids, str) or gpu_ids.replace(" ", "") in ("", "all") or report is None:
+        return []
+    devices = tuple(getattr(report, "devices", ()) or ())
+    if not getattr(report, "cuda_available", False) or not devices:
+        return []
+    ids = [int(i) for i in gpu_ids.replace(" ", "").split(",") if i.isdigit()]
+    missing = [i for i in ids if i >= len(devices)]
+    if not missing:
+        return []
+    seen = ", ".join(f"{n}: {name}" for n, name in enumerate(devices))
+    return [Problem("accelerate.gpu_ids", f"gpu_ids {gpu_ids!r} names GPU {', '.join(map(str, missing))}, but the "
+                    f"musubi venv sees {len(devices)} GPU(s) ({seen})",
+                    f"use GPU numbers from 0 to {len(devices) - 1}, or all")]
 
 
 def _check_probe(ctx: _Context, report: Any, opts: Mapping[str, Any]) -> None:

@@ -168,7 +168,7 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
     """
     from ..musubi import catalogue as cat
     from ..process.command import AccelerateOptions, accelerate_command, python_command
-    from ..musubi.preflight import preflight
+    from ..musubi.preflight import check_gpu_ids, preflight
 
     if not isinstance(spec, PlanSpec):
         spec = PlanSpec.from_dict(spec)
@@ -282,6 +282,8 @@ def make_plan(settings: Any, spec: Union[PlanSpec, Mapping[str, Any]], *, instal
                               extra_args=spec.extra_args, output_dir=spec.output_dir,
                               output_name=spec.output_name, overwrite=overwrite, probe_report=report,
                               command_flags=command_flags, check_caches=check_caches))
+    if launcher == "accelerate" and spec.step == cat.TRAIN:
+        problems.extend(check_gpu_ids((spec.accelerate or {}).get("gpu_ids"), report))
     if build_error is not None and not any(p.is_error for p in problems):
         # Pre-flight states the same rules with input names and fixes; build_args' own
         # text is the fallback for anything it knows that pre-flight does not.

@@ -452,6 +452,20 @@ def _settings_lines(settings: Settings) -> list[str]:
     if settings.env:
         shown = ", ".join(f"{k}={'***' if is_secret_name(k) else v}" for k, v in settings.env.items())
         lines.append(f"  env: {shown}")
+    lines += roots_lines(settings)
+    return lines
+
+
+def roots_lines(settings: Settings) -> list[str]:
+    """Where a step may write and what it may give musubi to read (``output_roots``/``read_roots``)."""
+    lines = []
+    for key, roots, what in (("output_roots", settings.output_roots, "steps may write into"),
+                             ("read_roots", settings.read_roots, "musubi may be given files from")):
+        if not roots:
+            lines.append(f"  {key}: not set, so {what} any folder (inside ComfyUI: its own folders only)")
+            continue
+        lines.append(f"  {key} ({what}):" + (f"  [{settings.origin(key)}]" if key in settings.origins else ""))
+        lines += [f"    {root}" for root in roots]
     return lines
 
 

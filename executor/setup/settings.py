@@ -18,8 +18,8 @@ from ..errors import ConfigError
 from ..process.command import MIXED_PRECISIONS
 
 __all__ = [
-    "Settings", "load_settings", "user_config_path", "user_data_dir", "home_dir", "SUPPORTED_PYTHON", "MIXED_PRECISIONS",
-    "ENV_VENV", "ENV_ROOT", "ENV_USER_CONFIG", "IS_WINDOWS", "PACK_DIR",
+    "Settings", "load_settings", "user_config_path", "user_data_dir", "home_dir", "read_root_fix",
+    "SUPPORTED_PYTHON", "MIXED_PRECISIONS", "ENV_VENV", "ENV_ROOT", "ENV_USER_CONFIG", "IS_WINDOWS", "PACK_DIR",
 ]
 
 IS_WINDOWS = os.name == "nt"
@@ -45,6 +45,9 @@ class Settings:
     detect with nvidia-smi) are the GPU indexes background jobs are scheduled on, minus
     ``reserved_gpus`` (kept free for ComfyUI's own generation).
     ``env`` and ``origins`` are plain dicts (so ``asdict`` and copies work): treat them as read-only.
+    ``output_roots``/``read_roots``: where steps may write / what paths musubi may be given to read
+    (empty: anywhere; inside ComfyUI the nodes add ComfyUI's folders). ``read_roots`` add up across
+    the files. ``local_config_file`` is the extra file the caller named (ComfyUI's user folder).
     """
 
     venv_path: str = ""
@@ -56,12 +59,14 @@ class Settings:
     stall_timeout: float = 0.0
     env: Mapping[str, str] = field(default_factory=dict)
     output_roots: tuple[str, ...] = ()
+    read_roots: tuple[str, ...] = ()
     gpus: Optional[tuple[int, ...]] = None
     reserved_gpus: tuple[int, ...] = ()
     sources: tuple[str, ...] = ()
     origins: Mapping[str, str] = field(default_factory=dict)
     pack_dir: str = str(PACK_DIR)
     user_config_file: str = ""
+    local_config_file: str = ""
 
     def origin(self, key: str) -> str:
         """Where ``key`` came from, for messages (``"default"`` when nobody set it)."""
@@ -80,6 +85,7 @@ _SCHEMA: dict[str, Any] = {
     "stall_timeout": "seconds",
     "env": "env",
     "output_roots": "paths",
+    "read_roots": "paths",
     "gpus": "gpu_list",
     "reserved_gpus": "gpu_list",
 }
@@ -92,6 +98,7 @@ _DEFAULTS: dict[str, Any] = {
     "stall_timeout": 0,
     "env": {},
     "output_roots": [],
+    "read_roots": [],
     "gpus": None,
     "reserved_gpus": [],
 }
@@ -196,12 +203,14 @@ def load_settings(pack_dir: Optional[os.PathLike[str] | str] = None, *,
         stall_timeout=float(merged["stall_timeout"]),
         env=dict(merged["env"]),
         output_roots=tuple(merged["output_roots"]),
+        read_roots=tuple(dict.fromkeys(merged["read_roots"])),
         gpus=None if merged["gpus"] is None else tuple(merged["gpus"]),
         reserved_gpus=tuple(merged["reserved_gpus"]),
         sources=tuple(sources),
         origins=origins,
         pack_dir=str(pack),
         user_config_file=str(user_file),
+        local_config_file=str(user_config) if user_config is not None else "",
     )
 
 
@@ -362,8 +371,31 @@ def _merge(into: dict[str, Any], data: dict[str, Any], origins: dict[str, str], 
             into[key].update(value)
             for name in value:
                 origins[f"env.{name}"] = where
+        elif key == "read_roots":
+            # Folders add up across files, so adding one line to any settings file allows a folder.
+            into[key].extend(value)
+            origins[dotted] = where
         else:
             into[key] = _copy(value)
             origins[dotted] = where
 
 
+
+
+def read_root_fix(settings: Settings, folder: str) -> str:
+    """Exactly what to write into which settings file so that paths inside ``folder`` may be read:
+    the file ComfyUI's user folder holds for this pack (``local_config_file``) when there is one,
+    else the per-user file. A workflow cannot write either (see docs/security.md)."""
+    target = settings.local_config_file or settings.user_config_file or str(user_config_path())
+    entry = json.dumps(folder, ensure_ascii=False)
+    try:
+        data = json.loads(Path(target).read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        return f'create the settings file {target} containing: {{"read_roots": [{entry}]}}'
+    except (OSError, ValueError):
+        data = {}
+    existing = data.get("read_roots") if isinstance(data, dict) else None
+    if isinstance(existing, list):
+        listed = ", ".join(json.dumps(v, ensure_ascii=False) for v in [*existing, folder])
+        return f'in the settings file {target}, change the "read_roots" line to: "read_roots": [{listed}],'
+    return f'add this line inside the {{ }} of the settings file {target}: "read_roots": [{entry}],'

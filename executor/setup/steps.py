@@ -25,9 +25,8 @@ from urllib.parse import unquote
 from .discovery import venv_python, venv_python_version
 from . import pythons
 from .runner import InstallError, InstallLog, Reporter, Result, explain, run_logged
-from .torch_index import index_url, variant_of_version
 
-__all__ = ["Session", "ensure_checkout", "ensure_venv", "venv_state", "ensure_torch", "ensure_musubi"]
+__all__ = ["Session", "ensure_checkout", "ensure_venv", "venv_state", "is_checkout", "git_hint", "pip", "PipWatcher"]
 
 MIN_PIP = (24, 1)  # --progress-bar raw ("Progress N of M" lines)
 TORCH_REQUIREMENTS = ("torch>=2.5.1", "torchvision>=0.20.1")  # musubi-tuner's README: 2.5.1 or later
