@@ -270,3 +270,37 @@ def test_the_record_lives_in_the_data_folder_and_names_paths_by_their_real_path(
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
     assert path_key(str(tmp_path / "link")) == path_key(str(tmp_path / "real"))
+
+
+def test_a_continuation_stopped_again_is_continued_again_as_one_run(runs: Runs, tmp_path: Path) -> None:
+    """Two stops: after epoch 3, and after epoch 5 (the continuation's second); the third part
+    ends the plan with the whole run's numbering, schedule and curve."""
+    registry = Registry()
+    logs = [tmp_path / f"lr-{i}.jsonl" for i in range(4)]
+    assert execute_plan(runs.plan("w", settings=runs.settings(FAKE_MUSUBI_LR_LOG=str(logs[0])))).ok
+    first = runs.plan("a", settings=runs.settings(FAKE_MUSUBI_LR_LOG=str(logs[1]),
+                                                 FAKE_MUSUBI_PAUSE_AFTER_STEP=str(3 * SPE)))
+    with pytest.raises(Cancelled):
+        execute_plan(first, should_cancel=stop_after_state(registry, Path(first.run_dir) / "my_lora-000003-state"),
+                     check=True)
+    second = runs.plan("b", settings=runs.settings(FAKE_MUSUBI_LR_LOG=str(logs[2]),
+                                                  FAKE_MUSUBI_PAUSE_AFTER_STEP=str(2 * SPE)), resume="a")
+    # musubi's own name and numbering while it runs (its epoch 2 is the run's epoch 5), renamed when it ends
+    with pytest.raises(Cancelled):
+        execute_plan(second, check=True, should_cancel=stop_after_state(
+            registry, Path(second.run_dir) / "my_lora-continued-000002-state"))
+    assert registry.state(str(Path(second.run_dir) / "my_lora-000005-state"))["epoch"] == 5
+    assert loras(Path(second.run_dir)) == ["my_lora-000004.safetensors", "my_lora-000005.safetensors"]
+    assert [r["run_id"] for r in continuable_runs(registry) if r["run_id"] in ("a", "b")] == ["b"]
+    third = runs.plan("c", settings=runs.settings(FAKE_MUSUBI_LR_LOG=str(logs[3])), resume="b")
+    args = list(third.command.argv)
+    assert args[args.index("--max_train_epochs") + 1] == "3"
+    assert execute_plan(third).ok
+    third_dir = Path(third.run_dir)
+    assert loras(third_dir) == ["my_lora-000006.safetensors", "my_lora-000007.safetensors", "my_lora.safetensors"]
+    assert json.loads((third_dir / "resume.json").read_text(encoding="utf-8"))["resume_points"] == [9, 15]
+    points = [json.loads(line)["step"] for line in (third_dir / "loss.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert_one_curve(points, Path(second.run_dir), 5 * SPE, EPOCHS * SPE)
+    got = lr_log(logs[1])[:3 * SPE] + lr_log(logs[2])[:2 * SPE] + lr_log(logs[3])
+    assert len(got) == EPOCHS * SPE
+    assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15) for a, b in zip(got, lr_log(logs[0])))
