@@ -94,6 +94,13 @@ def stop_after_state(registry: Registry, state: Path):
     return lambda: registry.state(str(state)) is not None
 
 
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own state registry: which runs are offered must not depend on the runs of
+    other tests in the session (another test's run may be called "first" too)."""
+    monkeypatch.setenv("MUSUBI_TUNER_NODES_DATA_DIR", str(tmp_path / "data"))
+
+
 @pytest.fixture
 def runs(tmp_path: Path, fake_musubi: Any) -> Runs:  # noqa: F811
     r = Runs(tmp_path, fake_musubi)
