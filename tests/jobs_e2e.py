@@ -13,14 +13,14 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import psutil
 
 from comfy_fixtures import put_tiny_models, tiny
 from comfy_harness import ComfyClient, ComfyInstall, ComfyServer
 from fakes import FakeMusubi, png_bytes
-from procs import alive
+from procs import alive, wait_all_gone
 
 JOB_EVENT = "musubi_tuner.job"
 WRAPPER = "jobwrapper.py"
@@ -170,3 +170,25 @@ def job_steps(messages: list[Any], job_id: str) -> list[int]:
     """The steps ``musubi_tuner.job`` events reported for ``job_id``, in order."""
     return [m.data["progress"]["step"] for m in messages
             if m.type == JOB_EVENT and m.data.get("id") == job_id and m.data["progress"]["step"] is not None]
+
+
+def running_comfy(comfy_install: ComfyInstall, fake_musubi: FakeMusubi, tmp_path: Path,
+                  hardening: Any) -> Iterator[JobsComfy]:
+    """A started JobsComfy for one test; afterwards no process and no active job may be left
+    (recorded for the jobs fault table)."""
+    from executor.runs.jobstore import JobStore
+
+    comfy = JobsComfy(comfy_install, fake_musubi, tmp_path / "Comfy UI", tmp_path)
+    comfy.configure()
+    comfy.start()
+    try:
+        yield comfy
+    finally:
+        if comfy.server is not None:
+            comfy.stop()
+        left = wait_all_gone(comfy.pids() + comfy.wrappers(), 10)
+        stuck = [f"{j.name} {j.state}" for j in JobStore.in_folder(str(comfy.data_dir)).list() if j.active]
+        hardening.record(processes_left=len(left), jobs_stuck=len(stuck))
+        for pid in left:
+            psutil.Process(pid).kill()
+        assert left == [] and stuck == [], f"left behind: processes {left}, active jobs {stuck}"

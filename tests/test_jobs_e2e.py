@@ -23,9 +23,8 @@ pytest.register_assert_rewrite("hardening", "jobs_e2e")
 
 import hardening  # noqa: E402,F401  (registers the marker before the decorators below)
 from comfy_harness import ComfyHTTPError, ComfyInstall  # noqa: E402
-from executor.runs.jobstore import JobStore  # noqa: E402
 from fakes import FakeMusubi, fake_musubi  # noqa: E402,F401  (session fixture)
-from jobs_e2e import JOB_EVENT, JobsComfy, job_steps  # noqa: E402
+from jobs_e2e import running_comfy, JOB_EVENT, JobsComfy, job_steps  # noqa: E402
 from procs import wait_all_gone  # noqa: E402
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
@@ -38,20 +37,7 @@ CORE_PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height
 @pytest.fixture
 def comfy(comfy_install: ComfyInstall, fake_musubi: FakeMusubi, tmp_path: Path,  # noqa: F811
           hardening: Any) -> Iterator[JobsComfy]:
-    comfy = JobsComfy(comfy_install, fake_musubi, tmp_path / "Comfy UI", tmp_path)
-    comfy.configure()
-    comfy.start()
-    try:
-        yield comfy
-    finally:
-        if comfy.server is not None:
-            comfy.stop()
-        left = wait_all_gone(comfy.pids() + comfy.wrappers(), 10)
-        stuck = [f"{j.name} {j.state}" for j in JobStore.in_folder(str(comfy.data_dir)).list() if j.active]
-        hardening.record(processes_left=len(left), jobs_stuck=len(stuck))
-        for pid in left:
-            psutil.Process(pid).kill()
-        assert left == [] and stuck == [], f"left behind: processes {left}, active jobs {stuck}"
+    yield from running_comfy(comfy_install, fake_musubi, tmp_path, hardening)
 
 
 def steps_at_least(n: int) -> Any:

@@ -11,18 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-import psutil
 import pytest
 
 pytest.register_assert_rewrite("hardening", "jobs_e2e")
 
 import hardening  # noqa: E402,F401  (registers the marker before the decorators below)
 from comfy_harness import ComfyHTTPError, ComfyInstall  # noqa: E402
-from executor.runs.jobstore import JobStore  # noqa: E402
 from executor.runs.trust import Registry  # noqa: E402
 from fakes import FakeMusubi, fake_musubi  # noqa: E402,F401  (session fixture)
-from jobs_e2e import JobsComfy  # noqa: E402
-from procs import wait_all_gone  # noqa: E402
+from jobs_e2e import running_comfy, JobsComfy  # noqa: E402
 from test_resume_e2e import upload  # noqa: E402
 from test_resume_run import assert_one_curve  # noqa: E402
 
@@ -33,20 +30,7 @@ pytest_plugins = ["hardening"]
 @pytest.fixture
 def comfy(comfy_install: ComfyInstall, fake_musubi: FakeMusubi, tmp_path: Path,  # noqa: F811
           hardening: Any) -> Iterator[JobsComfy]:
-    comfy = JobsComfy(comfy_install, fake_musubi, tmp_path / "Comfy UI", tmp_path)
-    comfy.configure()
-    comfy.start()
-    try:
-        yield comfy
-    finally:
-        if comfy.server is not None:
-            comfy.stop()
-        left = wait_all_gone(comfy.pids() + comfy.wrappers(), 10)
-        stuck = [f"{j.name} {j.state}" for j in JobStore.in_folder(str(comfy.data_dir)).list() if j.active]
-        hardening.record(processes_left=len(left), jobs_stuck=len(stuck))
-        for pid in left:
-            psutil.Process(pid).kill()
-        assert left == [] and stuck == [], f"left behind: processes {left}, active jobs {stuck}"
+    yield from running_comfy(comfy_install, fake_musubi, tmp_path, hardening)
 
 
 def stopped_job(comfy: JobsComfy, name: str) -> tuple[dict[str, Any], Path]:
